@@ -1,0 +1,51 @@
+# dynprune — `make help` lists what this does.
+#
+# Every experiment is a parameter file params/<notebook>/<name>.yaml, rendered through
+# notebooks/<notebook>.py into results/<profile>/<notebook>/<name>.ipynb (+ .html, + run folder).
+# Make reruns a notebook only when it, its parameters, the profile or the dynprune sources change.
+
+PROFILE ?= paper
+PYTHON  ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+SETUP   := $(VENV)/.installed
+CORE    := $(wildcard dynprune/*.py)
+RESULTS := results/$(PROFILE)
+
+EXPERIMENTS := $(patsubst params/%.yaml,$(RESULTS)/%.ipynb,$(sort $(wildcard params/dynamic_pruning/*.yaml)))
+
+.PHONY: help experiments test lab clean-results
+.DELETE_ON_ERROR:
+
+help:
+	@echo "make experiments [PROFILE=quick]   render every experiment into results/<profile>/ (default profile: paper)"
+	@echo "make test                          run the test suite (sets up .venv first)"
+	@echo "make lab                           open JupyterLab; the notebooks/*.py open as notebooks"
+	@echo "make $(RESULTS)/dynamic_pruning/lenet_s78.9.ipynb   render one experiment"
+	@echo "make clean-results [PROFILE=...]   delete results/<profile>/"
+	@echo "Data: DYNPRUNE_DATA=/path/to/data (else ~/.cache/dynprune/data, downloaded when online)."
+
+experiments: $(EXPERIMENTS)
+
+# The notebook is the first path component of the stem: dynamic_pruning/mnist_val -> notebooks/dynamic_pruning.py
+.SECONDEXPANSION:
+$(RESULTS)/%.ipynb: params/%.yaml notebooks/$$(firstword $$(subst /, ,$$*)).py params/profiles/$(PROFILE).yaml $(CORE) | $(SETUP)
+	$(PY) -m dynprune notebook $@
+
+test: $(SETUP)
+	$(PY) -m pytest -q
+
+lab: $(SETUP)
+	$(VENV)/bin/pip install -q jupyterlab
+	mkdir -p $(VENV)/share/jupyter/lab/settings
+	cp notebooks/lab-overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
+	$(VENV)/bin/jupyter lab notebooks/
+
+$(SETUP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements.txt
+	$(VENV)/bin/pip install -q --no-deps -e .
+	touch $@
+
+clean-results:
+	rm -rf $(RESULTS)

@@ -1,0 +1,267 @@
+"""One typed home for every parameter of a run.
+
+`Config`'s fields are the single source of defaults, allowed values and help text. The CLI builds its
+flags from them, the notebooks receive them through `resolve`, and `validate` is the only place that
+decides what is allowed. Resolution order: dataclass defaults < experiment YAML < profile overlay <
+explicit overrides.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+DATASETS = ("mnist", "fashion_mnist", "cifar10")
+MODELS = ("lenet_300_100", "conv4", "resnet18", "resnet34", "vgg_like", "vgg19")
+OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("cosine", "onecycle", "multistep", "constant")
+SPARSITY_SCHEDULES = ("linear", "cubic", "oneshot")
+PRUNE_SCOPES = ("global", "layerwise")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+INITS = ("kaiming_fan_out", "kaiming_fan_in")
+
+
+class ConfigError(ValueError):
+    """A parameter problem, worded as one line that names the key and the fix."""
+
+
+def _f(default, help: str, choices=None, low=None, high=None, low_open=False, high_open=False):
+    meta = dict(help=help, choices=choices, low=low, high=high, low_open=low_open, high_open=high_open)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Config:
+    # -- what this run is
+    name: str = _f("run", "experiment name (defaults to the parameter file's name)")
+    description: str = _f("", "one line saying what this experiment is")
+    reported_accuracy: typing.Optional[float] = _f(
+        None, "the published test accuracy (%) this experiment is compared with; never used by training",
+        low=0.0, high=100.0)
+    seed: int = _f(42, "seed for initialisation, data order, validation split and augmentation")
+    device: str = _f("auto", "where to train: auto picks cuda, then mps, then cpu", choices=DEVICES)
+
+    # -- data
+    dataset: str = _f("cifar10", "data set", choices=DATASETS)
+    data_root: str = _f("", "data folder; empty = $DYNPRUNE_DATA, else ~/.cache/dynprune/data")
+    download: bool = _f(True, "download through torchvision when the data set is missing")
+    val_fraction: float = _f(0.0, "fraction of the training set held out for validation (0 = none)",
+                             low=0.0, high=1.0, high_open=True)
+    train_subset: int = _f(0, "use a seeded random subset of this many training images (0 = all)", low=0)
+    test_subset: int = _f(0, "evaluate on a seeded random subset of this many test images (0 = all)", low=0)
+    resize: int = _f(0, "resize images to this side length once at load (0 = keep)", low=0)
+    crop_padding: int = _f(0, "random crop with this much zero padding (0 = off)", low=0)
+    hflip: bool = _f(False, "random horizontal flip with p = 0.5")
+    rotation: float = _f(0.0, "random rotation in [-deg, +deg] (0 = off)", low=0.0, high=180.0)
+    translate: float = _f(0.0, "random translation up to this fraction of the side (0 = off)", low=0.0, high=1.0)
+    jitter: float = _f(0.0, "colour jitter strength for brightness, contrast and saturation (0 = off)",
+                       low=0.0, high=1.0)
+    jitter_hue: float = _f(0.0, "colour jitter hue shift in [-h, +h] (0 = off)", low=0.0, high=0.5)
+    erasing: float = _f(0.0, "random erasing probability per image (0 = off)", low=0.0, high=1.0)
+
+    # -- model
+    model: str = _f("resnet18", "network", choices=MODELS)
+    width: float = _f(1.0, "multiplier on every layer's width (1 = the published size)",
+                      low=0.0, low_open=True, high=8.0)
+    init: str = _f("kaiming_fan_out", "Kaiming-normal mode for conv/linear weights (the seed: fan_out)",
+                   choices=INITS)
+
+    # -- training
+    epochs: int = _f(200, "training epochs", low=1)
+    batch_size: int = _f(128, "mini-batch size", low=1)
+    optimizer: str = _f("sgd", "optimizer", choices=OPTIMIZERS)
+    lr: float = _f(0.1, "learning rate (the peak for onecycle)", low=0.0, low_open=True)
+    momentum: float = _f(0.9, "SGD momentum", low=0.0, high=1.0, high_open=True)
+    nesterov: bool = _f(False, "Nesterov momentum (SGD)")
+    weight_decay: float = _f(5e-4, "weight decay on all parameters", low=0.0)
+    lr_schedule: str = _f("cosine", "learning-rate schedule; onecycle steps per batch, the others per epoch",
+                          choices=LR_SCHEDULES)
+    lr_milestones: tuple[int, ...] = _f((), "epochs at which multistep multiplies the lr by lr_gamma")
+    lr_gamma: float = _f(0.1, "multistep decay factor", low=0.0, low_open=True, high=1.0)
+    label_smoothing: float = _f(0.1, "cross-entropy label smoothing", low=0.0, high=1.0, high_open=True)
+
+    # -- pruning
+    final_sparsity: float = _f(0.8, "fraction of prunable weights that are zero at the end",
+                               low=0.0, high=1.0, high_open=True)
+    sparsity_schedule: str = _f("linear", "how the target rises to final_sparsity", choices=SPARSITY_SCHEDULES)
+    prune_start_epoch: int = _f(0, "first epoch with a non-zero target (earlier epochs train dense)", low=0)
+    prune_end_epoch: typing.Optional[int] = _f(
+        None, "the target reaches final_sparsity in epoch prune_end_epoch - 1 and stays there "
+              "(None = epochs: the last epoch)", low=1)
+    prune_scope: str = _f("global", "one threshold over all prunable tensors, or the same fraction in each",
+                          choices=PRUNE_SCOPES)
+    prune_exclude: tuple[str, ...] = _f((), "fnmatch patterns of weight names never pruned (e.g. 'fc.*')")
+
+    @property
+    def prune_end(self) -> int:
+        return self.epochs if self.prune_end_epoch is None else self.prune_end_epoch
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def replace(self, **changes) -> "Config":
+        return build(self.to_dict() | changes)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+_HINTS = typing.get_type_hints(Config)
+
+
+def describe_type(name: str) -> str:
+    hint = _HINTS[name]
+    if typing.get_origin(hint) is tuple:
+        return f"list of {typing.get_args(hint)[0].__name__}"
+    if typing.get_origin(hint) is typing.Union:
+        return f"{typing.get_args(hint)[0].__name__} or null"
+    return hint.__name__
+
+
+def _coerce(name: str, value):
+    """Check one value's type; ints are accepted where floats are expected, nothing else is converted."""
+    hint = _HINTS[name]
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    wrong = ConfigError(f"parameter '{name}' must be of type {describe_type(name)}, got {value!r}")
+    if origin is typing.Union:  # Optional[int]
+        return None if value is None else _coerce_scalar(args[0], value, wrong)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise wrong
+        return tuple(_coerce_scalar(args[0], v, wrong) for v in value)
+    return _coerce_scalar(hint, value, wrong)
+
+
+def _coerce_scalar(kind, value, wrong):
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise wrong
+    if isinstance(value, bool):  # bool is an int subclass: True is not an epoch count
+        raise wrong
+    if kind is float and isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, kind):
+        return value
+    raise wrong
+
+
+def _check_range(name: str, value) -> None:
+    m = FIELDS[name].metadata
+    if m["choices"] is not None and value not in m["choices"]:
+        raise ConfigError(f"parameter '{name}' is {value!r}; allowed: {', '.join(m['choices'])}")
+    if value is None or not isinstance(value, (int, float)):
+        return
+    low, high = m["low"], m["high"]
+    too_low = low is not None and (value <= low if m["low_open"] else value < low)
+    too_high = high is not None and (value >= high if m["high_open"] else value > high)
+    if too_low or too_high:
+        lo = "" if low is None else f"{'>' if m['low_open'] else '>='} {low}"
+        hi = "" if high is None else f"{'<' if m['high_open'] else '<='} {high}"
+        raise ConfigError(f"parameter '{name}' is {value}; it must be {' and '.join(s for s in (lo, hi) if s)}")
+
+
+def unknown_key_error(key: str, where: str = "") -> ConfigError:
+    near = difflib.get_close_matches(key, FIELDS, n=1)
+    hint = f" (did you mean '{near[0]}'?)" if near else ""
+    return ConfigError(f"{where}unknown parameter '{key}'{hint}; allowed: {', '.join(FIELDS)}")
+
+
+def build(values: dict) -> Config:
+    """Type-check, range-check and cross-check a flat dict of parameters into a Config."""
+    for key in values:
+        if key not in FIELDS:
+            raise unknown_key_error(key)
+    typed = {k: _coerce(k, v) for k, v in values.items()}
+    for k, v in typed.items():
+        _check_range(k, v)
+    cfg = Config(**typed)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """The rules that involve more than one parameter."""
+    if cfg.prune_end > cfg.epochs:
+        raise ConfigError(f"parameter 'prune_end_epoch' is {cfg.prune_end_epoch} but the run has only "
+                          f"{cfg.epochs} epochs; use a value <= epochs (or null for the last epoch)")
+    if cfg.prune_start_epoch >= cfg.prune_end and cfg.final_sparsity > 0 and cfg.sparsity_schedule != "oneshot":
+        raise ConfigError(f"parameter 'prune_start_epoch' ({cfg.prune_start_epoch}) must be before "
+                          f"prune_end_epoch ({cfg.prune_end})")
+    if cfg.sparsity_schedule == "oneshot" and cfg.prune_start_epoch >= cfg.epochs:
+        raise ConfigError(f"parameter 'prune_start_epoch' ({cfg.prune_start_epoch}) must be < epochs ({cfg.epochs})")
+    if cfg.lr_schedule == "multistep" and not cfg.lr_milestones:
+        raise ConfigError("lr_schedule 'multistep' needs lr_milestones, e.g. [100, 150]")
+    bad = [m for m in cfg.lr_milestones if not 0 < m < cfg.epochs]
+    if bad:
+        raise ConfigError(f"parameter 'lr_milestones' has {bad} outside 1..{cfg.epochs - 1}")
+
+
+# -- parameter files and profiles -------------------------------------------------------------------
+
+def read_yaml(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"parameter file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path} is not valid YAML{at}: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        raise ConfigError(f"{path} is empty; it must be a mapping of parameters, e.g. 'epochs: 30'")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must be a mapping of parameters, got a {type(data).__name__}")
+    return data
+
+
+def _check_keys(values: dict, where: str) -> dict:
+    for key in values:
+        if key not in FIELDS:
+            raise unknown_key_error(key, f"{where}: ")
+    return values
+
+
+def experiment_key(params_file: Path) -> str:
+    """'params/dynamic_pruning/mnist_val.yaml' -> 'dynamic_pruning/mnist_val' (the key profiles use)."""
+    params_file = Path(params_file)
+    return f"{params_file.parent.name}/{params_file.stem}"
+
+
+def profile_overrides(params_file: Path, profile: str) -> dict:
+    """A profile file has `default:` (every experiment) and `experiments: {kind/name: {...}}`."""
+    path = Path(params_file).parent.parent / "profiles" / f"{profile}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise ConfigError(f"profile '{profile}' has no file {path}; known profiles: {', '.join(known) or 'none'}")
+    data = yaml.safe_load(path.read_text()) or {}
+    extra = set(data) - {"default", "experiments"}
+    if extra:
+        raise ConfigError(f"{path}: unknown section(s) {sorted(extra)}; allowed: default, experiments")
+    merged = _check_keys(dict(data.get("default") or {}), str(path))
+    specific = (data.get("experiments") or {}).get(experiment_key(params_file)) or {}
+    return merged | _check_keys(dict(specific), f"{path} [{experiment_key(params_file)}]")
+
+
+def resolve(params_file=None, profile: str = "paper", overrides: dict | None = None) -> Config:
+    """What exactly would run: defaults < parameter file < profile < overrides."""
+    values: dict = {}
+    where = ""
+    if params_file is not None:
+        params_file = Path(params_file)
+        where = f"{params_file}: "
+        values = {"name": params_file.stem} | _check_keys(read_yaml(params_file), str(params_file))
+        values |= profile_overrides(params_file, profile)
+    values |= _check_keys(dict(overrides or {}), "overrides")
+    try:
+        return build(values)
+    except ConfigError as e:
+        raise ConfigError(f"{where}{e}") from None
+
+
+def dumps(cfg: Config) -> str:
+    return json.dumps(cfg.to_dict(), indent=2)

@@ -1,0 +1,217 @@
+"""Data sets as uint8 tensors in memory, split once, served in shuffled batches.
+
+Sources, in order: torchvision's own files under the data root (downloaded when missing and allowed),
+else an image-folder tree `<root>/<name>/{train,test}/<class>/*`. The validation split is carved from
+the training set only, seeded, and never augmented; the test set is only ever evaluated.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+from PIL import Image
+
+from .augment import BatchAugment
+
+TORCHVISION = {"mnist": (torchvision.datasets.MNIST, "MNIST/raw"),
+               "fashion_mnist": (torchvision.datasets.FashionMNIST, "FashionMNIST/raw"),
+               "cifar10": (torchvision.datasets.CIFAR10, "cifar-10-batches-py")}
+NORMALIZE = {"mnist": ((0.1307,), (0.3081,)),
+             "fashion_mnist": ((0.2860,), (0.3530,)),
+             "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+class DataError(RuntimeError):
+    """A data problem, worded as one line that names the folder and the fix."""
+
+
+def data_root(cfg) -> Path:
+    return Path(cfg.data_root or os.environ.get("DYNPRUNE_DATA") or Path.home() / ".cache/dynprune/data")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DYNPRUNE_CACHE") or Path.home() / ".cache/dynprune")
+
+
+@dataclass
+class Data:
+    train: tuple[torch.Tensor, torch.Tensor]           # uint8 images N x C x H x W, int64 labels
+    val: tuple[torch.Tensor, torch.Tensor] | None
+    test: tuple[torch.Tensor, torch.Tensor]
+    classes: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    source: str
+
+    @property
+    def channels(self) -> int:
+        return self.train[0].shape[1]
+
+    @property
+    def side(self) -> int:
+        return self.train[0].shape[-1]
+
+
+# -- reading the raw sets ---------------------------------------------------------------------------
+
+def _as_nchw(images) -> torch.Tensor:
+    images = torch.as_tensor(images)
+    return images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2).contiguous()
+
+
+def _read_torchvision(name: str, root: Path, download: bool):
+    cls, _ = TORCHVISION[name]
+    train = cls(str(root), train=True, download=download)
+    test = cls(str(root), train=False, download=False)
+    return (_as_nchw(train.data), torch.as_tensor(train.targets), _as_nchw(test.data),
+            torch.as_tensor(test.targets), list(train.classes))
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _read_tree_split(folder: Path, classes: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = [], []
+    for label, cls in enumerate(classes):
+        files = _image_files(folder / cls)
+        if not files:
+            raise DataError(f"class folder {folder / cls} has no images (.png/.jpg); every class needs some")
+        for f in files:
+            try:
+                with Image.open(f) as img:
+                    pixels = np.asarray(img.convert("L" if img.mode in ("L", "1", "I;16") else "RGB"))
+            except (OSError, SyntaxError) as e:  # PIL's errors for truncated or non-image files
+                raise DataError(f"cannot decode image {f}: {e}; remove or replace the file") from None
+            images.append(torch.from_numpy(pixels.copy()).reshape(*pixels.shape[:2], -1).permute(2, 0, 1))
+            labels.append(label)
+    shapes = {tuple(i.shape) for i in images}
+    if len(shapes) != 1:
+        raise DataError(f"images under {folder} have different shapes {sorted(shapes)[:3]}; they must all match")
+    return torch.stack(images), torch.tensor(labels)
+
+
+def _read_tree(tree: Path):
+    train_dir, test_dir = tree / "train", tree / "test"
+    if not test_dir.is_dir():
+        raise DataError(f"image-folder tree {tree} has train/ but no test/; it needs both")
+    classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
+    test_classes = sorted(p.name for p in test_dir.iterdir() if p.is_dir())
+    if not classes:
+        raise DataError(f"image-folder tree {train_dir} has no class folders; expected {train_dir}/<class>/*.png")
+    if classes != test_classes:
+        raise DataError(f"image-folder tree {tree}: train classes {classes} differ from test classes {test_classes}")
+    return (*_read_tree_split(train_dir, classes), *_read_tree_split(test_dir, classes), classes)
+
+
+def _tree_fingerprint(tree: Path) -> str:
+    h = hashlib.sha1(str(tree.resolve()).encode())
+    for f in sorted(tree.rglob("*")):
+        if f.is_file():
+            st = f.stat()
+            h.update(f"{f.relative_to(tree)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def _read_tree_cached(name: str, tree: Path):
+    """Decoding tens of thousands of images takes a while: keep the decoded tensors, keyed by the tree's files."""
+    path = cache_dir() / "tensors" / f"{name}-tree-{_tree_fingerprint(tree)}.pt"
+    if path.is_file():
+        return torch.load(path)
+    loaded = _read_tree(tree)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save(loaded, tmp)
+    os.replace(tmp, path)
+    return loaded
+
+
+def read_raw(name: str, root: Path, download: bool):
+    """(train images, train labels, test images, test labels, classes, source description)."""
+    _, marker = TORCHVISION[name]
+    tree = root / name
+    if (root / marker).exists():
+        return (*_read_torchvision(name, root, download=False), f"torchvision files in {root / marker}")
+    if (tree / "train").is_dir():
+        return (*_read_tree_cached(name, tree), f"image-folder tree {tree}")
+    if download:
+        try:
+            return (*_read_torchvision(name, root, download=True), f"torchvision download into {root / marker}")
+        except Exception as e:  # offline, proxy, disk: all end the same way for the user
+            reason = f"download failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+    else:
+        reason = "download is off"
+    raise DataError(f"{name} not found in {root} (looked for {root / marker} and {tree}/train) and {reason}; "
+                    f"set DYNPRUNE_DATA or data_root to the folder that holds it")
+
+
+# -- splits -----------------------------------------------------------------------------------------
+
+def _resize(images: torch.Tensor, side: int) -> torch.Tensor:
+    if images.shape[-1] == side and images.shape[-2] == side:
+        return images
+    out = F.interpolate(images.float(), size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+    return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def load_data(cfg) -> Data:
+    root = data_root(cfg)
+    train_x, train_y, test_x, test_y, classes, source = read_raw(cfg.dataset, root, cfg.download)
+    if cfg.resize:
+        train_x, test_x = _resize(train_x, cfg.resize), _resize(test_x, cfg.resize)
+    g = torch.Generator().manual_seed(cfg.seed)
+    if cfg.train_subset and cfg.train_subset < len(train_y):
+        keep = torch.randperm(len(train_y), generator=g)[:cfg.train_subset]
+        train_x, train_y = train_x[keep], train_y[keep]
+    if cfg.test_subset and cfg.test_subset < len(test_y):
+        keep = torch.randperm(len(test_y), generator=g)[:cfg.test_subset]
+        test_x, test_y = test_x[keep], test_y[keep]
+    val = None
+    if cfg.val_fraction > 0:
+        order = torch.randperm(len(train_y), generator=g)
+        n_val = round(cfg.val_fraction * len(train_y))
+        if n_val == 0 or n_val == len(train_y):
+            raise DataError(f"val_fraction {cfg.val_fraction} of {len(train_y)} training images leaves an empty split")
+        val = (train_x[order[:n_val]], train_y[order[:n_val]])
+        train_x, train_y = train_x[order[n_val:]], train_y[order[n_val:]]
+    mean, std = NORMALIZE[cfg.dataset]
+    if len(mean) != train_x.shape[1]:
+        raise DataError(f"{cfg.dataset} images have {train_x.shape[1]} channels, expected {len(mean)}")
+    return Data((train_x, train_y), val, (test_x, test_y), classes, mean, std, source)
+
+
+# -- batches ------------------------------------------------------------------------------------------
+
+class Batches:
+    """Shuffled mini-batches of one split, normalised (and augmented for training) on `device`."""
+
+    def __init__(self, split, data: Data, batch_size: int, device, augment: BatchAugment | None = None,
+                 generator: torch.Generator | None = None):
+        self.x, self.y = split[0].to(device), split[1].to(device)
+        self.batch_size, self.augment, self.generator = batch_size, augment, generator
+        self.mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
+
+    def __len__(self) -> int:
+        return -(-len(self.y) // self.batch_size)
+
+    def __iter__(self):
+        n = len(self.y)
+        shuffle = self.generator is not None
+        order = torch.randperm(n, generator=self.generator, device=self.generator.device) if shuffle else None
+        for start in range(0, n, self.batch_size):
+            idx = order[start:start + self.batch_size] if shuffle else slice(start, start + self.batch_size)
+            x = self.x[idx].float().div_(255)
+            if self.augment is not None:
+                x = self.augment.before_normalize(x, self.generator)
+            x = (x - self.mean) / self.std
+            if self.augment is not None:
+                x = self.augment.after_normalize(x, self.generator)
+            yield x, self.y[idx]

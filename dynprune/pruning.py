@@ -1,0 +1,161 @@
+"""Masks, thresholds and sparsity schedules.
+
+A `Masks` object owns one 0/1 tensor per prunable weight. Pruned weights are kept exactly zero by
+multiplying weights (after every optimizer step) and gradients (before it) by their masks, so neither
+momentum, weight decay nor Adam state can revive one. Masks only ever lose ones: no regrowth.
+"""
+from __future__ import annotations
+
+import fnmatch
+
+import torch
+from torch import nn
+
+# -- schedules: plain functions of the 0-based epoch; the value is the target set at the epoch's start --
+
+
+def _progress(epoch: int, start: int, end: int) -> float:
+    """0 before `start`, rising to 1 in epoch `end - 1`, 1 afterwards."""
+    if epoch < start:
+        return 0.0
+    return min(1.0, (epoch - start + 1) / max(1, end - start))
+
+
+def linear_sparsity(epoch: int, final: float, start: int, end: int) -> float:
+    return final * _progress(epoch, start, end)
+
+
+def cubic_sparsity(epoch: int, final: float, start: int, end: int) -> float:
+    """Zhu & Gupta (2017): s_t = s_f + (s_i - s_f)(1 - progress)^3 with s_i = 0. Prunes fast early."""
+    return final * (1.0 - (1.0 - _progress(epoch, start, end)) ** 3)
+
+
+def oneshot_sparsity(epoch: int, final: float, start: int, end: int) -> float:
+    return final if epoch >= start else 0.0
+
+
+SCHEDULES = {"linear": linear_sparsity, "cubic": cubic_sparsity, "oneshot": oneshot_sparsity}
+
+
+def target_sparsity(cfg, epoch: int) -> float:
+    return SCHEDULES[cfg.sparsity_schedule](epoch, cfg.final_sparsity, cfg.prune_start_epoch, cfg.prune_end)
+
+
+# -- which tensors are prunable -----------------------------------------------------------------------
+
+def prunable_weights(model: nn.Module, exclude: tuple[str, ...] = ()) -> dict[str, nn.Parameter]:
+    """The `weight` of every Conv2d and Linear, minus names matching an `exclude` pattern."""
+    found = {}
+    for module_name, module in model.named_modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            name = f"{module_name}.weight" if module_name else "weight"
+            if not any(fnmatch.fnmatchcase(name, pattern) for pattern in exclude):
+                found[name] = module.weight
+    return found
+
+
+# -- thresholds ---------------------------------------------------------------------------------------
+
+def _keep_largest(scores: torch.Tensor, keep: int) -> torch.Tensor:
+    """Boolean mask keeping exactly `keep` entries of a flat score vector: the largest ones; among equal
+    scores at the threshold, the lowest flat indices win (deterministic tie-break)."""
+    n = scores.numel()
+    if keep >= n:
+        return torch.ones_like(scores, dtype=torch.bool)
+    if keep <= 0:
+        return torch.zeros_like(scores, dtype=torch.bool)
+    # kthvalue finds the cut without sorting the whole vector.
+    threshold = torch.kthvalue(scores, n - keep).values
+    kept = scores > threshold
+    missing = keep - int(kept.sum())
+    if missing > 0:
+        ties = (scores == threshold).nonzero().flatten()[:missing]
+        kept[ties] = True
+    return kept
+
+
+def global_magnitude_masks(weights: list[torch.Tensor], masks: list[torch.Tensor], sparsity: float):
+    """New masks with exactly round(sparsity * N) zeros over all tensors together; the threshold is
+    taken over the currently active weights only (pruned ones score -1, below every |w|)."""
+    total = sum(w.numel() for w in weights)
+    keep = total - round(sparsity * total)
+    scores = torch.cat([torch.where(m.bool(), w.detach().abs(), -1.0).flatten() for w, m in zip(weights, masks)])
+    kept = _keep_largest(scores, keep)
+    new, offset = [], 0
+    for m in masks:
+        new.append(kept[offset:offset + m.numel()].view_as(m) & m.bool())
+        offset += m.numel()
+    return new
+
+
+def layerwise_magnitude_masks(weights, masks, sparsity: float):
+    """Every tensor pruned to the same fraction (each exact to the rounding of its own size)."""
+    return [global_magnitude_masks([w], [m], sparsity)[0] for w, m in zip(weights, masks)]
+
+
+SCOPES = {"global": global_magnitude_masks, "layerwise": layerwise_magnitude_masks}
+
+
+# -- the masks of one model -----------------------------------------------------------------------------
+
+class Masks:
+    def __init__(self, model: nn.Module, exclude: tuple[str, ...] = (), scope: str = "global"):
+        self.params = prunable_weights(model, exclude)
+        if not self.params:
+            raise ValueError("the model has no prunable Conv2d/Linear weights (check prune_exclude)")
+        self.scope = scope
+        self.names = list(self.params)
+        self.weights = list(self.params.values())
+        self.masks = [torch.ones_like(w) for w in self.weights]
+
+    @property
+    def total(self) -> int:
+        return sum(m.numel() for m in self.masks)
+
+    def zeros(self) -> int:
+        return sum(int((m == 0).sum()) for m in self.masks)
+
+    def sparsity(self) -> float:
+        """Zeros in the masks / prunable weights."""
+        return self.zeros() / self.total
+
+    @torch.no_grad()
+    def prune_to(self, sparsity: float) -> None:
+        """Tighten the masks to exactly `sparsity` (never loosen them) and zero the newly pruned weights."""
+        if round(sparsity * self.total) <= self.zeros():
+            return
+        new = SCOPES[self.scope](self.weights, self.masks, sparsity)
+        self.masks = [n.to(w.dtype) for n, w in zip(new, self.weights)]
+        self.apply_()
+
+    @torch.no_grad()
+    def apply_(self) -> None:
+        torch._foreach_mul_(self.weights, self.masks)
+
+    @torch.no_grad()
+    def mask_grads_(self) -> None:
+        grads = [w.grad for w in self.weights if w.grad is not None]
+        if len(grads) == len(self.weights):
+            torch._foreach_mul_(grads, self.masks)
+        else:
+            for w, m in zip(self.weights, self.masks):
+                if w.grad is not None:
+                    w.grad.mul_(m)
+
+    def layer_report(self) -> list[dict]:
+        rows = []
+        for name, w, m in zip(self.names, self.weights, self.masks):
+            zeros = int((m == 0).sum())
+            rows.append(dict(layer=name, shape=list(w.shape), weights=m.numel(), zeros=zeros,
+                             sparsity=zeros / m.numel()))
+        return rows
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {n: m.bool().cpu() for n, m in zip(self.names, self.masks)}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if list(state) != self.names:
+            raise ValueError("mask names do not match the model's prunable weights")
+        self.masks = [state[n].to(device=w.device, dtype=w.dtype) for n, w in zip(self.names, self.weights)]
+        self.apply_()
+

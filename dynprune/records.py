@@ -1,0 +1,130 @@
+"""Run folders: everything about one run, written so that `summary.json` appears last.
+
+    <run>/summary.json      headline numbers + the resolved parameters (present = the run finished)
+    <run>/history.csv       one row per epoch
+    <run>/layers.csv        per-layer sparsity of the final masks
+    <run>/environment.json  versions, device, hardware, git commit
+    <run>/ticket.pt         final masks (bool) and the sparse weights
+    <run>/figures/*.png
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HISTORY_COLUMNS = ["epoch", "target_sparsity", "sparsity", "lr", "train_loss", "train_accuracy",
+                   "val_loss", "val_accuracy", "seconds"]
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def csv_text(rows: list[dict], columns: list[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: ("" if r.get(k) is None else r.get(k)) for k in columns} for r in rows)
+    return buf.getvalue()
+
+
+def read_csv(path: Path) -> list[dict]:
+    def parse(v: str):
+        if v == "":
+            return None
+        try:
+            return int(v) if v.lstrip("-").isdigit() else float(v)
+        except ValueError:
+            return v
+    with open(path) as f:
+        return [{k: parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores" + (" (MPS)" if device.type == "mps" else "")
+
+
+def git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=here.parent, capture_output=True,
+                               text=True, timeout=5).stdout.strip()
+        return (out.stdout.strip() + ("+dirty" if dirty else "")) if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment(device: torch.device) -> dict:
+    import torchvision
+    return dict(python=sys.version.split()[0], torch=torch.__version__, torchvision=torchvision.__version__,
+                platform=platform.platform(), device=str(device), hardware=hardware(device),
+                threads=torch.get_num_threads(), git_commit=git_commit())
+
+
+def summarize(run, profile: str) -> dict:
+    masks, cfg = run.masks, run.cfg
+    pruned_nonzero = sum(int(((m == 0) & (w != 0)).sum()) for w, m in zip(masks.weights, masks.masks))
+    last = run.history[-1]
+    return dict(
+        name=cfg.name, profile=profile, test_accuracy=run.test_accuracy, test_loss=run.test_loss,
+        sparsity=masks.sparsity(), target_sparsity=cfg.final_sparsity, pruned_weights=masks.zeros(),
+        prunable_weights=masks.total, remaining_weights=masks.total - masks.zeros(),
+        total_parameters=sum(p.numel() for p in run.model.parameters()),
+        pruned_but_nonzero=pruned_nonzero, epochs=cfg.epochs, train_seconds=run.train_seconds,
+        final_train_accuracy=last["train_accuracy"], final_val_accuracy=last["val_accuracy"],
+        data_source=run.data.source, device=str(run.device), hardware=hardware(run.device),
+        finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), params=cfg.to_dict())
+
+
+def save_run(run, run_dir: Path, profile: str, figures: dict | None = None) -> dict:
+    """Write the whole run folder; the summary goes last so its presence means 'finished'."""
+    run_dir = Path(run_dir)
+    (run_dir / "summary.json").unlink(missing_ok=True)
+    write_atomic(run_dir / "history.csv", csv_text(run.history, HISTORY_COLUMNS))
+    layers = run.masks.layer_report()
+    write_atomic(run_dir / "layers.csv", csv_text(layers, ["layer", "shape", "weights", "zeros", "sparsity"]))
+    write_atomic(run_dir / "environment.json", json.dumps(environment(run.device), indent=2))
+    buf = io.BytesIO()
+    torch.save({"masks": run.masks.state_dict(), "state_dict": {k: v.cpu() for k, v in run.model.state_dict().items()},
+                "params": run.cfg.to_dict()}, buf)
+    write_atomic(run_dir / "ticket.pt", buf.getvalue())
+    for name, fig in (figures or {}).items():
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+        write_atomic(run_dir / "figures" / f"{name}.png", buf.getvalue())
+    summary = summarize(run, profile)
+    write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def load_summary(run_dir: Path) -> dict | None:
+    path = Path(run_dir) / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else None

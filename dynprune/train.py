@@ -1,0 +1,151 @@
+"""The training loop: one run of dynamic pruning (or dense training, at final_sparsity 0).
+
+At the start of every epoch the masks are tightened to that epoch's scheduled target; within the epoch
+gradients are masked before each optimizer step and weights re-masked after it.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .augment import BatchAugment
+from .config import Config
+from .data import Batches, Data, load_data
+from .models import build_model
+from .pruning import Masks, target_sparsity
+
+
+def pick_device(name: str) -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def make_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                           weight_decay=cfg.weight_decay)
+
+
+def make_lr_schedule(cfg: Config, optimizer, steps_per_epoch: int):
+    """(scheduler, steps_per_batch). One-cycle is defined over batches and must be stepped per batch."""
+    if cfg.lr_schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr,
+                                                   total_steps=cfg.epochs * steps_per_epoch), True
+    if cfg.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs), False
+    if cfg.lr_schedule == "multistep":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.lr_milestones), cfg.lr_gamma), False
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0), False
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Batches, loss_fn) -> tuple[float, float]:
+    """(mean loss, accuracy in percent) of the masked network; no label smoothing in the reported loss."""
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for x, y in batches:
+        out = model(x)
+        loss_sum += float(loss_fn(out, y)) * len(y)
+        correct += int((out.argmax(1) == y).sum())
+    n = len(batches.y)
+    return loss_sum / n, 100.0 * correct / n
+
+
+def train_epoch(model, batches: Batches, optimizer, masks: Masks, loss_fn, lr_schedule, per_batch: bool):
+    model.train()
+    loss_sum = torch.zeros((), device=batches.y.device)
+    correct = torch.zeros((), device=batches.y.device, dtype=torch.long)
+    masking = masks.zeros() > 0  # a dense phase needs no masking work
+    for x, y in batches:
+        out = model(x)
+        loss = loss_fn(out, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if masking:
+            masks.mask_grads_()
+        optimizer.step()
+        if masking:
+            masks.apply_()
+        if per_batch:
+            lr_schedule.step()
+        # Accumulated on the device: no host sync per step.
+        loss_sum += loss.detach() * len(y)
+        correct += (out.argmax(1) == y).sum()
+    n = len(batches.y)
+    return float(loss_sum) / n, 100.0 * int(correct) / n
+
+
+def make_batches(cfg: Config, data: Data, device) -> tuple[Batches, Batches | None, Batches]:
+    """(train, validation, test). Only the training batches are shuffled and augmented."""
+    order = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # data order and augmentation
+    train = Batches(data.train, data, cfg.batch_size, device, BatchAugment(cfg), order)
+    val = Batches(data.val, data, 1024, device) if data.val is not None else None
+    return train, val, Batches(data.test, data, 1024, device)
+
+
+@dataclass
+class Run:
+    cfg: Config
+    model: nn.Module
+    masks: Masks
+    data: Data
+    device: torch.device
+    history: list[dict] = field(default_factory=list)
+    test_loss: float = float("nan")
+    test_accuracy: float = float("nan")
+    train_seconds: float = 0.0
+
+
+def train(cfg: Config, data: Data | None = None, log=print) -> Run:
+    device = pick_device(cfg.device)
+    data = data if data is not None else load_data(cfg)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, data.channels, len(data.classes), data.side, cfg.width, cfg.init).to(device)
+    masks = Masks(model, cfg.prune_exclude, cfg.prune_scope)
+    train_batches, val_batches, test_batches = make_batches(cfg, data, device)
+    optimizer = make_optimizer(cfg, model)
+    lr_schedule, per_batch = make_lr_schedule(cfg, optimizer, len(train_batches))
+    train_loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    eval_loss_fn = nn.CrossEntropyLoss()
+
+    run = Run(cfg, model, masks, data, device)
+    log(f"{cfg.name}: {cfg.model} on {cfg.dataset} ({len(data.train[1])} train, "
+        f"{0 if data.val is None else len(data.val[1])} val, {len(data.test[1])} test) from {data.source}; "
+        f"{masks.total:,} prunable weights; device {device}")
+    start = time.perf_counter()
+    for epoch in range(cfg.epochs):
+        t0 = time.perf_counter()
+        target = target_sparsity(cfg, epoch)
+        masks.prune_to(target)
+        lr = optimizer.param_groups[0]["lr"]
+        train_loss, train_acc = train_epoch(model, train_batches, optimizer, masks, train_loss_fn,
+                                            lr_schedule, per_batch)
+        if not per_batch:
+            lr_schedule.step()
+        val_loss, val_acc = evaluate(model, val_batches, eval_loss_fn) if val_batches else (None, None)
+        row = dict(epoch=epoch + 1, target_sparsity=target, sparsity=masks.sparsity(), lr=lr,
+                   train_loss=train_loss, train_accuracy=train_acc, val_loss=val_loss, val_accuracy=val_acc,
+                   seconds=time.perf_counter() - t0)
+        run.history.append(row)
+        log(format_epoch(row, cfg.epochs))
+    run.train_seconds = time.perf_counter() - start
+    run.test_loss, run.test_accuracy = evaluate(model, test_batches, eval_loss_fn)
+    log(f"final model: test accuracy {run.test_accuracy:.2f}% at sparsity {masks.sparsity():.4f} "
+        f"({masks.total - masks.zeros():,} of {masks.total:,} weights left), {run.train_seconds:.1f}s training")
+    return run
+
+
+def format_epoch(row: dict, epochs: int) -> str:
+    val = "" if row["val_accuracy"] is None else f"  val {row['val_loss']:.3f} / {row['val_accuracy']:5.2f}%"
+    return (f"epoch {row['epoch']:>{len(str(epochs))}}/{epochs}  sparsity {row['sparsity']:.4f} "
+            f"(target {row['target_sparsity']:.4f})  lr {row['lr']:.4g}  "
+            f"train {row['train_loss']:.3f} / {row['train_accuracy']:5.2f}%{val}  {row['seconds']:.1f}s")

@@ -1,0 +1,33 @@
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from dynprune import cli
+from dynprune.config import build
+from dynprune.train import train
+
+
+def test_train_command_writes_the_same_run_folder(mnist_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", "--dataset", "mnist", "--model", "lenet_300_100", "--width", "0.25",
+                     "--epochs", "2", "--batch-size", "32", "--lr", "0.05", "--final-sparsity", "0.5",
+                     "--init", "kaiming_fan_in", "--no-download", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["sparsity"] == 0.5 and summary["params"]["epochs"] == 2
+    assert {p.name for p in out.iterdir()} >= {"history.csv", "layers.csv", "environment.json", "ticket.pt",
+                                              "figures", "summary.json"}
+    assert "test accuracy" in capsys.readouterr().out
+
+
+REAL = Path(os.environ.get("DYNPRUNE_DATA", "/nonexistent")) / "MNIST" / "raw"
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="real MNIST not found under $DYNPRUNE_DATA/MNIST/raw")
+def test_real_mnist_lenet_learns_at_half_sparsity():
+    cfg = build(dict(dataset="mnist", model="lenet_300_100", init="kaiming_fan_in", epochs=2,
+                     final_sparsity=0.5, download=False, device="cpu"))
+    run = train(cfg, log=lambda _: None)
+    assert run.masks.zeros() == 133_100
+    assert run.test_accuracy >= 95.0

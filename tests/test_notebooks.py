@@ -1,0 +1,91 @@
+"""Every notebook rendered headlessly through the same runner `make experiments` uses, on tiny data."""
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import PROJECT, make_mnist
+
+TINY = """description: "tiny LeNet run for the tests"
+dataset: mnist
+model: lenet_300_100
+init: kaiming_fan_in
+width: 0.25
+epochs: 3
+batch_size: 32
+lr: 0.05
+final_sparsity: 0.7
+val_fraction: 0.2
+download: false
+reported_accuracy: 99.0
+"""
+
+
+def render(root: Path, target: str, data: Path):
+    env = os.environ | {"DYNPRUNE_DATA": str(data), "DYNPRUNE_CACHE": str(root / "cache")}
+    return subprocess.run([sys.executable, "-m", "dynprune", "notebook", str(root / target)], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    (tmp_path / "params" / "dynamic_pruning").mkdir(parents=True)
+    (tmp_path / "params" / "profiles").mkdir()
+    (tmp_path / "params" / "profiles" / "paper.yaml").write_text("")
+    (tmp_path / "params" / "dynamic_pruning" / "tiny.yaml").write_text(TINY)
+    make_mnist(tmp_path / "data")
+    return tmp_path
+
+
+def test_dynamic_pruning_notebook_renders_a_complete_run(project):
+    proc = render(project, "results/paper/dynamic_pruning/tiny.ipynb", project / "data")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = project / "results" / "paper" / "dynamic_pruning"
+    assert (out / "tiny.ipynb").is_file() and (out / "tiny.html").is_file()
+    assert not (out / "tiny.running.ipynb").exists()
+    run = out / "tiny"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["sparsity"] == round(0.7 * summary["prunable_weights"]) / summary["prunable_weights"]
+    assert summary["target_sparsity"] == 0.7 and summary["pruned_but_nonzero"] == 0
+    assert 30 < summary["test_accuracy"] <= 100 and summary["epochs"] == 3 and summary["profile"] == "paper"
+    assert summary["params"]["name"] == "tiny" and summary["train_seconds"] > 0
+    rows = list(csv.DictReader(open(run / "history.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert all(r["val_accuracy"] != "" for r in rows)
+    assert float(rows[-1]["sparsity"]) == pytest.approx(0.7, abs=1e-4)
+    for fig in ("training_curves", "sparsity", "layer_sparsity", "schedule"):
+        assert (run / "figures" / f"{fig}.png").stat().st_size > 5000
+    html = (out / "tiny.html").read_text()
+    assert "image/png" in html and "test accuracy" in html and "torchvision files in" in html
+    assert "Traceback" not in html
+
+
+def test_a_failed_run_is_kept_for_inspection_and_never_taken_as_done(project):
+    proc = render(project, "results/paper/dynamic_pruning/tiny.ipynb", project / "no-data-here")
+    assert proc.returncode != 0
+    assert "failed in cell" in proc.stderr and "DataError" in proc.stderr
+    out = project / "results" / "paper" / "dynamic_pruning"
+    assert (out / "tiny.failed.ipynb").is_file()
+    assert not (out / "tiny.ipynb").exists() and not (out / "tiny" / "summary.json").exists()
+
+
+def test_bad_parameters_stop_before_any_kernel_starts(project):
+    path = project / "params" / "dynamic_pruning" / "tiny.yaml"
+    path.write_text(TINY + "final_sparsity: 1.5\n")
+    proc = render(project, "results/paper/dynamic_pruning/tiny.ipynb", project / "data")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("dynprune: error: ")
+    assert "final_sparsity" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (project / "results").exists()
+
+
+def test_every_notebook_is_a_parameterized_percent_script():
+    import jupytext
+    for path in (PROJECT / "notebooks").glob("*.py"):
+        nb = jupytext.read(path)
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
