@@ -193,9 +193,10 @@ class Batches:
     """Shuffled mini-batches of one split, normalised (and augmented for training) on `device`."""
 
     def __init__(self, split, data: Data, batch_size: int, device, augment: BatchAugment | None = None,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, channels_last: bool = False):
         self.x, self.y = split[0].to(device), split[1].to(device)
         self.batch_size, self.augment, self.generator = batch_size, augment, generator
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
 
@@ -214,4 +215,4 @@ class Batches:
             x = (x - self.mean) / self.std
             if self.augment is not None:
                 x = self.augment.after_normalize(x, self.generator)
-            yield x, self.y[idx]
+            yield x.contiguous(memory_format=self.memory_format), self.y[idx]

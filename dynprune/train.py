@@ -84,12 +84,12 @@ def train_epoch(model, batches: Batches, optimizer, masks: Masks, loss_fn, lr_sc
     return float(loss_sum) / n, 100.0 * int(correct) / n
 
 
-def make_batches(cfg: Config, data: Data, device) -> tuple[Batches, Batches | None, Batches]:
-    """(train, validation, test). Only the training batches are shuffled and augmented."""
+def make_batches(cfg: Config, data: Data, device, channels_last: bool = False):
+    """(train, validation or None, test). Only the training batches are shuffled and augmented."""
     order = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # data order and augmentation
-    train = Batches(data.train, data, cfg.batch_size, device, BatchAugment(cfg), order)
-    val = Batches(data.val, data, 1024, device) if data.val is not None else None
-    return train, val, Batches(data.test, data, 1024, device)
+    train = Batches(data.train, data, cfg.batch_size, device, BatchAugment(cfg), order, channels_last)
+    val = Batches(data.val, data, 1024, device, channels_last=channels_last) if data.val is not None else None
+    return train, val, Batches(data.test, data, 1024, device, channels_last=channels_last)
 
 
 @dataclass
@@ -110,8 +110,12 @@ def train(cfg: Config, data: Data | None = None, log=print) -> Run:
     data = data if data is not None else load_data(cfg)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.channels, len(data.classes), data.side, cfg.width, cfg.init).to(device)
+    # Convolutions run faster on channels-last tensors, on CPU (oneDNN) as on GPU; an MLP gains nothing.
+    channels_last = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     masks = Masks(model, cfg.prune_exclude, cfg.prune_scope)
-    train_batches, val_batches, test_batches = make_batches(cfg, data, device)
+    train_batches, val_batches, test_batches = make_batches(cfg, data, device, channels_last)
     optimizer = make_optimizer(cfg, model)
     lr_schedule, per_batch = make_lr_schedule(cfg, optimizer, len(train_batches))
     train_loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)

@@ -15,7 +15,8 @@ def test_train_command_writes_the_same_run_folder(mnist_root, tmp_path, capsys):
                      "--epochs", "2", "--batch-size", "32", "--lr", "0.05", "--final-sparsity", "0.5",
                      "--init", "kaiming_fan_in", "--no-download", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["sparsity"] == 0.5 and summary["params"]["epochs"] == 2
+    n = summary["prunable_weights"]
+    assert summary["pruned_weights"] == round(0.5 * n) and summary["params"]["epochs"] == 2
     assert {p.name for p in out.iterdir()} >= {"history.csv", "layers.csv", "environment.json", "ticket.pt",
                                               "figures", "summary.json"}
     assert "test accuracy" in capsys.readouterr().out
