@@ -15,7 +15,12 @@ RESULTS := results/$(PROFILE)
 # one two-threaded notebook at a time. Paper-scale runs share one accelerator, so they go one at a time.
 JOBS    ?= $(if $(filter quick,$(PROFILE)),$(shell nproc 2>/dev/null || echo 1),1)
 
-EXPERIMENTS := $(patsubst params/%.yaml,$(RESULTS)/%.ipynb,$(sort $(wildcard params/dynamic_pruning/*.yaml)))
+notebooks_of = $(patsubst params/%.yaml,$(RESULTS)/%.ipynb,$(sort $(wildcard params/$(1)/*.yaml)))
+DYNAMIC := $(call notebooks_of,dynamic_pruning)
+LOTTERY := $(call notebooks_of,lottery)
+TICKET  := $(call notebooks_of,ticket)
+COMPARE := $(call notebooks_of,compare)
+EXPERIMENTS := $(DYNAMIC) $(LOTTERY) $(TICKET) $(COMPARE)
 
 .PHONY: help experiments test lab clean-results
 .DELETE_ON_ERROR:
@@ -36,6 +41,12 @@ experiments: | $(SETUP)
 .SECONDEXPANSION:
 $(RESULTS)/%.ipynb: params/%.yaml notebooks/$$(firstword $$(subst /, ,$$*)).py params/profiles/$(PROFILE).yaml $(CORE) | $(SETUP)
 	$(PY) -m dynprune notebook $@
+
+# A ticket check retrains the masks of the run its file names in `ticket_from:`; a comparison reads the
+# runs its file lists under `inputs:`. Both are rerun when those runs change.
+yaml_values = $(patsubst %,$(RESULTS)/%.ipynb,$(shell sed -n 's/^$(2)//p' $(1)))
+$(foreach f,$(wildcard params/ticket/*.yaml),$(eval $(RESULTS)/ticket/$(notdir $(f:.yaml=.ipynb)): $(call yaml_values,$(f),ticket_from: *)))
+$(foreach f,$(wildcard params/compare/*.yaml),$(eval $(RESULTS)/compare/$(notdir $(f:.yaml=.ipynb)): $(call yaml_values,$(f), *- *)))
 
 test: $(SETUP)
 	$(PY) -m pytest -q

@@ -24,6 +24,7 @@ SPARSITY_SCHEDULES = ("linear", "cubic", "oneshot")
 PRUNE_SCOPES = ("global", "layerwise")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 INITS = ("kaiming_fan_out", "kaiming_fan_in")
+METHODS = ("dynamic", "random", "random_layerwise", "snip", "imp", "ticket_check")
 
 
 class ConfigError(ValueError):
@@ -44,6 +45,7 @@ class Config:
         None, "the published test accuracy (%) this experiment is compared with; never used by training",
         low=0.0, high=100.0)
     seed: int = _f(42, "seed for initialisation, data order, validation split and augmentation")
+    seeds: tuple[int, ...] = _f((), "run the experiment once per seed in this list (empty: once, with `seed`)")
     device: str = _f("auto", "where to train: auto picks cuda, then mps, then cpu", choices=DEVICES)
 
     # -- data
@@ -86,6 +88,10 @@ class Config:
     label_smoothing: float = _f(0.1, "cross-entropy label smoothing", low=0.0, high=1.0, high_open=True)
 
     # -- pruning
+    method: str = _f("dynamic", "dynamic: prune during training by the schedule; random, random_layerwise, snip: "
+                     "prune at initialisation, then train with the mask fixed; imp: iterative magnitude pruning "
+                     "with rewinding (lottery notebook); ticket_check: retrain a dynamic run's mask (lottery notebook)",
+                     choices=METHODS)
     final_sparsity: float = _f(0.8, "fraction of prunable weights that are zero at the end",
                                low=0.0, high=1.0, high_open=True)
     sparsity_schedule: str = _f("linear", "how the target rises to final_sparsity", choices=SPARSITY_SCHEDULES)
@@ -96,6 +102,14 @@ class Config:
     prune_scope: str = _f("global", "one threshold over all prunable tensors, or the same fraction in each",
                           choices=PRUNE_SCOPES)
     prune_exclude: tuple[str, ...] = _f((), "fnmatch patterns of weight names never pruned (e.g. 'fc.*')")
+    snip_batches: int = _f(4, "snip: batches the saliency |g * w| is averaged over", low=1)
+    imp_rate: float = _f(0.2, "imp: fraction of the remaining weights pruned per round", low=0.0, low_open=True,
+                         high=1.0, high_open=True)
+    imp_stops: tuple[float, ...] = _f((), "imp: sparsities a round must land on exactly on the way to final_sparsity")
+    rewind_step: int = _f(0, "imp / ticket_check: rewind to the weights after this many optimizer steps "
+                             "(0 = the original initialisation); dynamic runs save the weights at this step", low=0)
+    ticket_from: str = _f("", "ticket_check: the dynamic-pruning experiment whose final masks are retrained, "
+                              "e.g. dynamic_pruning/lenet_mnist_s80")
 
     @property
     def prune_end(self) -> int:
@@ -108,12 +122,32 @@ class Config:
         return build(self.to_dict() | changes)
 
 
+@dataclass(frozen=True)
+class CompareConfig:
+    """A comparison reads finished run folders; it never trains."""
+    name: str = _f("compare", "comparison name (defaults to the parameter file's name)")
+    description: str = _f("", "one line saying what is compared")
+    inputs: tuple[str, ...] = _f((), "experiments to read, as <notebook>/<name> under results/<profile>/")
+    dense: str = _f("", "the input that is the dense baseline")
+    ticket: str = _f("", "the ticket_check input whose verdict is printed")
+    dynamic: str = _f("", "the dynamic-pruning input the cost ratios are taken against")
+    tolerance: float = _f(0.5, "a winning ticket retrains to within this many points of dense", low=0.0)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _HINTS = typing.get_type_hints(Config)
+SCHEMAS = {"compare": CompareConfig}  # notebook -> parameter schema; every other notebook takes Config
 
 
-def describe_type(name: str) -> str:
-    hint = _HINTS[name]
+def _fields(schema) -> dict:
+    return {f.name: f for f in dataclasses.fields(schema)}
+
+
+def describe_type(name: str, schema=Config) -> str:
+    hint = typing.get_type_hints(schema)[name]
     if typing.get_origin(hint) is tuple:
         return f"list of {typing.get_args(hint)[0].__name__}"
     if typing.get_origin(hint) is typing.Union:
@@ -121,11 +155,11 @@ def describe_type(name: str) -> str:
     return hint.__name__
 
 
-def _coerce(name: str, value):
+def _coerce(name: str, value, schema=Config):
     """Check one value's type; ints are accepted where floats are expected, nothing else is converted."""
-    hint = _HINTS[name]
+    hint = typing.get_type_hints(schema)[name]
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    wrong = ConfigError(f"parameter '{name}' must be of type {describe_type(name)}, got {value!r}")
+    wrong = ConfigError(f"parameter '{name}' must be of type {describe_type(name, schema)}, got {value!r}")
     if origin is typing.Union:  # Optional[int]
         return None if value is None else _coerce_scalar(args[0], value, wrong)
     if origin is tuple:
@@ -149,10 +183,14 @@ def _coerce_scalar(kind, value, wrong):
     raise wrong
 
 
-def _check_range(name: str, value) -> None:
-    m = FIELDS[name].metadata
+def _check_range(name: str, value, schema=Config) -> None:
+    m = _fields(schema)[name].metadata
     if m["choices"] is not None and value not in m["choices"]:
         raise ConfigError(f"parameter '{name}' is {value!r}; allowed: {', '.join(m['choices'])}")
+    if isinstance(value, tuple):
+        for v in value:
+            _check_range(name, v, schema)
+        return
     if value is None or not isinstance(value, (int, float)):
         return
     low, high = m["low"], m["high"]
@@ -164,22 +202,24 @@ def _check_range(name: str, value) -> None:
         raise ConfigError(f"parameter '{name}' is {value}; it must be {' and '.join(s for s in (lo, hi) if s)}")
 
 
-def unknown_key_error(key: str, where: str = "") -> ConfigError:
-    near = difflib.get_close_matches(key, FIELDS, n=1)
+def unknown_key_error(key: str, where: str = "", schema=Config) -> ConfigError:
+    names = list(_fields(schema))
+    near = difflib.get_close_matches(key, names, n=1)
     hint = f" (did you mean '{near[0]}'?)" if near else ""
-    return ConfigError(f"{where}unknown parameter '{key}'{hint}; allowed: {', '.join(FIELDS)}")
+    return ConfigError(f"{where}unknown parameter '{key}'{hint}; allowed: {', '.join(names)}")
 
 
-def build(values: dict) -> Config:
-    """Type-check, range-check and cross-check a flat dict of parameters into a Config."""
+def build(values: dict, schema=Config):
+    """Type-check, range-check and cross-check a flat dict of parameters into a `schema` instance."""
     for key in values:
-        if key not in FIELDS:
-            raise unknown_key_error(key)
-    typed = {k: _coerce(k, v) for k, v in values.items()}
+        if key not in _fields(schema):
+            raise unknown_key_error(key, schema=schema)
+    typed = {k: _coerce(k, v, schema) for k, v in values.items()}
     for k, v in typed.items():
-        _check_range(k, v)
-    cfg = Config(**typed)
-    validate(cfg)
+        _check_range(k, v, schema)
+    cfg = schema(**typed)
+    if schema is Config:
+        validate(cfg)
     return cfg
 
 
@@ -198,6 +238,13 @@ def validate(cfg: Config) -> None:
     bad = [m for m in cfg.lr_milestones if not 0 < m < cfg.epochs]
     if bad:
         raise ConfigError(f"parameter 'lr_milestones' has {bad} outside 1..{cfg.epochs - 1}")
+    bad = [s for s in cfg.imp_stops if not 0 < s < cfg.final_sparsity]
+    if bad:
+        raise ConfigError(f"parameter 'imp_stops' has {bad} outside (0, final_sparsity = {cfg.final_sparsity})")
+    if cfg.method == "ticket_check" and not cfg.ticket_from:
+        raise ConfigError("method 'ticket_check' needs ticket_from, e.g. dynamic_pruning/lenet_mnist_s80")
+    if len(set(cfg.seeds)) != len(cfg.seeds):
+        raise ConfigError(f"parameter 'seeds' lists a seed twice: {list(cfg.seeds)}")
 
 
 # -- parameter files and profiles -------------------------------------------------------------------
@@ -219,10 +266,10 @@ def read_yaml(path: Path) -> dict:
     return data
 
 
-def _check_keys(values: dict, where: str) -> dict:
+def _check_keys(values: dict, where: str, schema=Config) -> dict:
     for key in values:
-        if key not in FIELDS:
-            raise unknown_key_error(key, f"{where}: ")
+        if key not in _fields(schema):
+            raise unknown_key_error(key, f"{where}: ", schema)
     return values
 
 
@@ -232,7 +279,7 @@ def experiment_key(params_file: Path) -> str:
     return f"{params_file.parent.name}/{params_file.stem}"
 
 
-def profile_overrides(params_file: Path, profile: str) -> dict:
+def profile_overrides(params_file: Path, profile: str, schema=Config) -> dict:
     """A profile file has `default:` (every experiment) and `experiments: {kind/name: {...}}`."""
     path = Path(params_file).parent.parent / "profiles" / f"{profile}.yaml"
     if not path.is_file():
@@ -242,26 +289,37 @@ def profile_overrides(params_file: Path, profile: str) -> dict:
     extra = set(data) - {"default", "experiments"}
     if extra:
         raise ConfigError(f"{path}: unknown section(s) {sorted(extra)}; allowed: default, experiments")
-    merged = _check_keys(dict(data.get("default") or {}), str(path))
+    merged = dict(data.get("default") or {}) if schema is Config else {}  # defaults are training parameters
+    _check_keys(merged, str(path))
     specific = (data.get("experiments") or {}).get(experiment_key(params_file)) or {}
-    return merged | _check_keys(dict(specific), f"{path} [{experiment_key(params_file)}]")
+    return merged | _check_keys(dict(specific), f"{path} [{experiment_key(params_file)}]", schema)
 
 
-def resolve(params_file=None, profile: str = "paper", overrides: dict | None = None) -> Config:
+def schema_for(params_file) -> type:
+    """params/<notebook>/<name>.yaml is read with the schema of its notebook."""
+    return SCHEMAS.get(Path(params_file).parent.name, Config) if params_file is not None else Config
+
+
+def resolve(params_file=None, profile: str = "paper", overrides: dict | None = None):
     """What exactly would run: defaults < parameter file < profile < overrides."""
     values: dict = {}
     where = ""
+    schema = schema_for(params_file)
     if params_file is not None:
         params_file = Path(params_file)
         where = f"{params_file}: "
-        values = {"name": params_file.stem} | _check_keys(read_yaml(params_file), str(params_file))
-        values |= profile_overrides(params_file, profile)
-    values |= _check_keys(dict(overrides or {}), "overrides")
+        values = {"name": params_file.stem} | _check_keys(read_yaml(params_file), str(params_file), schema)
+        values |= profile_overrides(params_file, profile, schema)
+    values |= _check_keys(dict(overrides or {}), "overrides", schema)
     try:
-        return build(values)
+        return build(values, schema)
     except ConfigError as e:
         raise ConfigError(f"{where}{e}") from None
 
 
-def dumps(cfg: Config) -> str:
+def run_seeds(cfg: Config) -> list[int]:
+    return list(cfg.seeds) or [cfg.seed]
+
+
+def dumps(cfg) -> str:
     return json.dumps(cfg.to_dict(), indent=2)

@@ -5,14 +5,17 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 
-def training_curves(history: list[dict]):
-    epochs = [r["epoch"] for r in history]
+def training_curves(histories: dict[str, list[dict]]):
+    """Accuracy and loss per epoch; one colour per run (e.g. per seed), solid train, dashed validation."""
     fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 3.8))
-    for split, style in (("train", "-"), ("val", "--")):
-        if history[0][f"{split}_accuracy"] is None:
-            continue
-        acc_ax.plot(epochs, [r[f"{split}_accuracy"] for r in history], style, label=split)
-        loss_ax.plot(epochs, [r[f"{split}_loss"] for r in history], style, label=split)
+    for i, (label, history) in enumerate(histories.items()):
+        epochs = [r["epoch"] for r in history]
+        for split, style in (("train", "-"), ("val", "--")):
+            if history[0][f"{split}_accuracy"] is None:
+                continue
+            kw = dict(color=f"C{i}", label=f"{label} {split}" if len(histories) > 1 else split)
+            acc_ax.plot(epochs, [r[f"{split}_accuracy"] for r in history], style, **kw)
+            loss_ax.plot(epochs, [r[f"{split}_loss"] for r in history], style, **kw)
     acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     loss_ax.set(xlabel="epoch", ylabel="loss", title="loss (train: with label smoothing)")
     for ax in (acc_ax, loss_ax):
@@ -58,5 +61,71 @@ def schedule_preview(cfg, schedule_fn):
 
 
 def run_figures(run) -> dict:
-    return {"training_curves": training_curves(run.history), "sparsity": sparsity_curve(run.history),
+    return {"training_curves": training_curves({"": run.history}), "sparsity": sparsity_curve(run.history),
             "layer_sparsity": layer_sparsity(run.masks.layer_report())}
+
+
+def imp_levels(levels_by_run: dict[str, list[dict]]):
+    fig, (acc_ax, cost_ax) = plt.subplots(1, 2, figsize=(11, 3.6))
+    for label, levels in levels_by_run.items():
+        acc_ax.plot([r["sparsity"] for r in levels], [r["test_accuracy"] for r in levels], "o-", ms=3, label=label)
+        cost_ax.plot([r["sparsity"] for r in levels], [r["cumulative_epochs"] for r in levels], "o-", ms=3, label=label)
+    acc_ax.set(xlabel="sparsity", ylabel="test accuracy (%)", title="IMP: accuracy per level")
+    cost_ax.set(xlabel="sparsity", ylabel="training epochs so far", title="IMP: cost to reach each level")
+    for ax in (acc_ax, cost_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _grouped(rows: list[dict], x: str):
+    import statistics
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r["method"], []).append(r)
+    for method, rs in groups.items():
+        acc = [r["test_accuracy"] for r in rs]
+        yield (method, statistics.fmean(r[x] for r in rs), statistics.fmean(acc),
+               statistics.stdev(acc) if len(acc) > 1 else 0.0)
+
+
+def accuracy_vs_sparsity(rows: list[dict], summaries: list[dict]):
+    import statistics
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (method, x, y, err) in enumerate(_grouped(rows, "sparsity")):
+        ax.errorbar(x, y, yerr=err, fmt="o", capsize=4, color=f"C{i}", label=method)
+        if method == "dense":
+            ax.axhline(y, color=f"C{i}", lw=1, ls=":")
+    imp: dict[str, dict[float, list[float]]] = {}
+    for s in summaries:
+        for level in s.get("levels", []):
+            imp.setdefault(method_label_of(s), {}).setdefault(round(level["sparsity"], 4), []).append(level["test_accuracy"])
+    for label, points in imp.items():
+        xs = sorted(points)
+        ax.plot(xs, [statistics.fmean(points[x]) for x in xs], "-", lw=1, alpha=0.6, label=f"{label}, every level")
+    ax.set(xlabel="sparsity of prunable weights", ylabel="test accuracy (%)", title="accuracy vs sparsity (mean ± std)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def method_label_of(summary: dict) -> str:
+    from .compare import method_label
+    return method_label(summary["params"])
+
+
+def accuracy_vs_cost(rows: list[dict]):
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    for ax, key, label in ((axes[0], "train_seconds", "training wall time (s)"),
+                           (axes[1], "train_flops", "training FLOPs (dense kernels)")):
+        for i, (method, x, y, err) in enumerate(_grouped(rows, key)):
+            ax.errorbar(x, y, yerr=err, fmt="o", capsize=4, color=f"C{i}", label=method)
+        ax.set(xscale="log", xlabel=label)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("test accuracy (%)")
+    axes[1].legend(fontsize=7)
+    fig.suptitle("accuracy vs cost of finding the ticket (mean ± std over seeds)")
+    fig.tight_layout()
+    return fig

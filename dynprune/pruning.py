@@ -74,13 +74,14 @@ def _keep_largest(scores: torch.Tensor, keep: int) -> torch.Tensor:
     return kept
 
 
-def global_magnitude_masks(weights: list[torch.Tensor], masks: list[torch.Tensor], sparsity: float):
-    """New masks with exactly round(sparsity * N) zeros over all tensors together; the threshold is
-    taken over the currently active weights only (pruned ones score -1, below every |w|)."""
-    total = sum(w.numel() for w in weights)
+def global_score_masks(scores: list[torch.Tensor], masks: list[torch.Tensor], sparsity: float):
+    """New masks with exactly round(sparsity * N) zeros over all tensors together, keeping the highest
+    scores; the threshold is taken over the currently active entries only (pruned ones score -1, below
+    every non-negative score)."""
+    total = sum(m.numel() for m in masks)
     keep = total - round(sparsity * total)
-    scores = torch.cat([torch.where(m.bool(), w.detach().abs(), -1.0).flatten() for w, m in zip(weights, masks)])
-    kept = _keep_largest(scores, keep)
+    flat = torch.cat([torch.where(m.bool(), s.detach(), -1.0).flatten() for s, m in zip(scores, masks)])
+    kept = _keep_largest(flat, keep)
     new, offset = [], 0
     for m in masks:
         new.append(kept[offset:offset + m.numel()].view_as(m) & m.bool())
@@ -88,12 +89,37 @@ def global_magnitude_masks(weights: list[torch.Tensor], masks: list[torch.Tensor
     return new
 
 
-def layerwise_magnitude_masks(weights, masks, sparsity: float):
+def layerwise_score_masks(scores, masks, sparsity: float):
     """Every tensor pruned to the same fraction (each exact to the rounding of its own size)."""
-    return [global_magnitude_masks([w], [m], sparsity)[0] for w, m in zip(weights, masks)]
+    return [global_score_masks([s], [m], sparsity)[0] for s, m in zip(scores, masks)]
 
 
-SCOPES = {"global": global_magnitude_masks, "layerwise": layerwise_magnitude_masks}
+def global_magnitude_masks(weights, masks, sparsity: float):
+    return global_score_masks([w.detach().abs() for w in weights], masks, sparsity)
+
+
+SCOPES = {"global": global_score_masks, "layerwise": layerwise_score_masks}
+
+
+# -- scores for pruning at initialisation ---------------------------------------------------------------
+
+def random_scores(weights, generator: torch.Generator) -> list[torch.Tensor]:
+    return [torch.rand(w.shape, generator=generator).to(w.device) for w in weights]
+
+
+def snip_scores(model: nn.Module, weights, batches, loss_fn, n_batches: int) -> list[torch.Tensor]:
+    """SNIP (Lee et al. 2019): connection saliency |dL/dw * w|, averaged over a few training batches."""
+    scores = [torch.zeros_like(w) for w in weights]
+    model.train()
+    for i, (x, y) in enumerate(batches):
+        if i == n_batches:
+            break
+        model.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        for s, w in zip(scores, weights):
+            s.add_((w.grad * w).detach().abs())
+    model.zero_grad(set_to_none=True)
+    return scores
 
 
 # -- the masks of one model -----------------------------------------------------------------------------
@@ -120,11 +146,13 @@ class Masks:
         return self.zeros() / self.total
 
     @torch.no_grad()
-    def prune_to(self, sparsity: float) -> None:
-        """Tighten the masks to exactly `sparsity` (never loosen them) and zero the newly pruned weights."""
+    def prune_to(self, sparsity: float, scores: list[torch.Tensor] | None = None) -> None:
+        """Tighten the masks to exactly `sparsity` (never loosen them) and zero the newly pruned weights.
+        Scores default to |w|: magnitude pruning."""
         if round(sparsity * self.total) <= self.zeros():
             return
-        new = SCOPES[self.scope](self.weights, self.masks, sparsity)
+        scores = scores if scores is not None else [w.abs() for w in self.weights]
+        new = SCOPES[self.scope](scores, self.masks, sparsity)
         self.masks = [n.to(w.dtype) for n, w in zip(new, self.weights)]
         self.apply_()
 
@@ -149,6 +177,9 @@ class Masks:
             rows.append(dict(layer=name, shape=list(w.shape), weights=m.numel(), zeros=zeros,
                              sparsity=zeros / m.numel()))
         return rows
+
+    def densities(self) -> dict[str, float]:
+        return {n: float(m.mean()) for n, m in zip(self.names, self.masks)}
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {n: m.bool().cpu() for n, m in zip(self.names, self.masks)}

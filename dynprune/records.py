@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 HISTORY_COLUMNS = ["epoch", "target_sparsity", "sparsity", "lr", "train_loss", "train_accuracy",
-                   "val_loss", "val_accuracy", "seconds"]
+                   "val_loss", "val_accuracy", "seconds", "train_flops", "train_flops_sparse"]
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
@@ -98,7 +98,8 @@ def summarize(run, profile: str) -> dict:
         sparsity=masks.sparsity(), target_sparsity=cfg.final_sparsity, pruned_weights=masks.zeros(),
         prunable_weights=masks.total, remaining_weights=masks.total - masks.zeros(),
         total_parameters=sum(p.numel() for p in run.model.parameters()),
-        pruned_but_nonzero=pruned_nonzero, epochs=cfg.epochs, train_seconds=run.train_seconds,
+        pruned_but_nonzero=pruned_nonzero, method=cfg.method, seed=cfg.seed, epochs=cfg.epochs,
+        train_seconds=run.train_seconds, train_flops=run.train_flops, train_flops_sparse=run.train_flops_sparse,
         final_train_accuracy=last["train_accuracy"], final_val_accuracy=last["val_accuracy"],
         data_source=run.data.source, device=str(run.device), hardware=hardware(run.device),
         finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), params=cfg.to_dict())
@@ -114,7 +115,7 @@ def save_run(run, run_dir: Path, profile: str, figures: dict | None = None) -> d
     write_atomic(run_dir / "environment.json", json.dumps(environment(run.device), indent=2))
     buf = io.BytesIO()
     torch.save({"masks": run.masks.state_dict(), "state_dict": {k: v.cpu() for k, v in run.model.state_dict().items()},
-                "params": run.cfg.to_dict()}, buf)
+                "init_state": run.init_state, "rewind_state": run.rewind_state, "params": run.cfg.to_dict()}, buf)
     write_atomic(run_dir / "ticket.pt", buf.getvalue())
     for name, fig in (figures or {}).items():
         buf = io.BytesIO()
@@ -128,3 +129,25 @@ def save_run(run, run_dir: Path, profile: str, figures: dict | None = None) -> d
 def load_summary(run_dir: Path) -> dict | None:
     path = Path(run_dir) / "summary.json"
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def markdown_table(header: list[str], rows: list) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+
+
+def results_table(summaries: list[dict], profile: str) -> str:
+    """One row per seed, then mean +- sample std when there are several."""
+    import statistics
+    rows = [(s["seed"], f"{s['test_accuracy']:.2f}", f"{s['sparsity']:.4f} ({s['target_sparsity']:.4f})",
+             f"{s['remaining_weights']:,} / {s['prunable_weights']:,}", s["pruned_but_nonzero"], s["epochs"],
+             f"{s['train_seconds']:.1f}", f"{s['train_flops']:.3g}", f"{s['train_flops_sparse']:.3g}") for s in summaries]
+    if len(summaries) > 1:
+        acc = [s["test_accuracy"] for s in summaries]
+        rows.append((f"mean ± std (n={len(acc)})", f"{statistics.fmean(acc):.2f} ± {statistics.stdev(acc):.2f}",
+                     "", "", "", "", f"{statistics.fmean(s['train_seconds'] for s in summaries):.1f}", "", ""))
+    first = summaries[0]
+    return (markdown_table(["seed", "test accuracy (%)", "sparsity (target)", "weights left", "pruned but non-zero",
+                            "epochs", "train time (s)", "train FLOPs", "sparse-kernel FLOPs"], rows)
+            + f"\n\nprofile **{profile}**; hardware: {first['hardware']} ({first['device']}); "
+              f"data: {first['data_source']}; reported by the source: {first['params']['reported_accuracy']}")

@@ -10,7 +10,6 @@ one is kept as `<name>.failed.ipynb` for inspection and is never taken as done.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -51,12 +50,18 @@ def run_notebook(output: Path) -> None:
     for stale in (output, output.with_suffix(".html"), failed):
         stale.unlink(missing_ok=True)
     run_dir = output.with_suffix("")
-    shutil.rmtree(run_dir, ignore_errors=True)  # a run folder must never mix two runs
+    # Nothing of an earlier run may look finished; what a run can resume from (IMP levels, checked
+    # against the parameters before use) stays.
+    for summary in run_dir.rglob("summary.json"):
+        summary.unlink()
     output.parent.mkdir(parents=True, exist_ok=True)
 
     parameters = dict(experiment=str(experiment), profile=profile, run_dir=str(run_dir))
+    nb = jupytext.read(source)
+    if any("inputs_dir" in c.source for c in nb.cells if "parameters" in c.metadata.get("tags", [])):
+        parameters["inputs_dir"] = str(output.parents[1])  # notebooks that read other runs of this profile
     try:
-        papermill.execute_notebook(jupytext.read(source), str(running), parameters=parameters,
+        papermill.execute_notebook(nb, str(running), parameters=parameters,
                                    kernel_name="python3", progress_bar=False,
                                    cwd=str(PROJECT / "notebooks"), stdout_file=sys.stdout, stderr_file=sys.stderr)
     except papermill.PapermillExecutionError as e:

@@ -12,10 +12,11 @@ import torch
 from torch import nn
 
 from .augment import BatchAugment
-from .config import Config
+from .config import Config, ConfigError
 from .data import Batches, Data, load_data
 from .models import build_model
-from .pruning import Masks, target_sparsity
+from .cost import epoch_flops, per_sample_flops
+from .pruning import Masks, random_scores, snip_scores, target_sparsity
 
 
 def pick_device(name: str) -> torch.device:
@@ -60,7 +61,8 @@ def evaluate(model: nn.Module, batches: Batches, loss_fn) -> tuple[float, float]
     return loss_sum / n, 100.0 * correct / n
 
 
-def train_epoch(model, batches: Batches, optimizer, masks: Masks, loss_fn, lr_schedule, per_batch: bool):
+def train_epoch(model, batches: Batches, optimizer, masks: Masks, loss_fn, lr_schedule, per_batch: bool,
+                on_step=None):
     model.train()
     loss_sum = torch.zeros((), device=batches.y.device)
     correct = torch.zeros((), device=batches.y.device, dtype=torch.long)
@@ -77,6 +79,8 @@ def train_epoch(model, batches: Batches, optimizer, masks: Masks, loss_fn, lr_sc
             masks.apply_()
         if per_batch:
             lr_schedule.step()
+        if on_step is not None:
+            on_step()
         # Accumulated on the device: no host sync per step.
         loss_sum += loss.detach() * len(y)
         correct += (out.argmax(1) == y).sum()
@@ -103,48 +107,96 @@ class Run:
     test_loss: float = float("nan")
     test_accuracy: float = float("nan")
     train_seconds: float = 0.0
+    train_flops: float = 0.0          # what this (dense, masked) implementation computed
+    train_flops_sparse: float = 0.0   # what a kernel skipping pruned weights would need
+    init_state: dict | None = None    # weights before the first step
+    rewind_state: dict | None = None  # weights after cfg.rewind_step steps (when > 0)
 
 
-def train(cfg: Config, data: Data | None = None, log=print) -> Run:
+AT_INIT = {"random": "global", "random_layerwise": "layerwise", "snip": "global"}  # method -> scope
+
+
+def _state(model: nn.Module) -> dict:
+    return {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
+
+
+def prune_at_init(cfg: Config, model, masks: Masks, data: Data, device, channels_last: bool, loss_fn) -> None:
+    if cfg.method == "snip":
+        g = torch.Generator(device=device).manual_seed(cfg.seed + 3)
+        batches = Batches(data.train, data, cfg.batch_size, device, None, g, channels_last)
+        scores = snip_scores(model, masks.weights, batches, loss_fn, cfg.snip_batches)
+    else:
+        scores = random_scores(masks.weights, torch.Generator().manual_seed(cfg.seed + 2))
+    masks.prune_to(cfg.final_sparsity, scores)
+
+
+def train(cfg: Config, data: Data | None = None, log=print, *, init_state: dict | None = None,
+          masks: dict | None = None) -> Run:
+    """One training run. `dynamic` prunes by the schedule; the at-init methods prune once before the
+    first step; `imp` / `ticket_check` train with the given fixed `masks` (None: dense) from `init_state`."""
     device = pick_device(cfg.device)
     data = data if data is not None else load_data(cfg)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.channels, len(data.classes), data.side, cfg.width, cfg.init).to(device)
+    if init_state is not None:
+        model.load_state_dict(init_state)
     # Convolutions run faster on channels-last tensors, on CPU (oneDNN) as on GPU; an MLP gains nothing.
     channels_last = any(isinstance(m, nn.Conv2d) for m in model.modules())
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    masks = Masks(model, cfg.prune_exclude, cfg.prune_scope)
+    mask = Masks(model, cfg.prune_exclude, AT_INIT.get(cfg.method, cfg.prune_scope))
     train_batches, val_batches, test_batches = make_batches(cfg, data, device, channels_last)
-    optimizer = make_optimizer(cfg, model)
-    lr_schedule, per_batch = make_lr_schedule(cfg, optimizer, len(train_batches))
     train_loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     eval_loss_fn = nn.CrossEntropyLoss()
+    run = Run(cfg, model, mask, data, device, init_state=_state(model))
+    if masks is not None:
+        mask.load_state_dict(masks)
+    elif cfg.method in AT_INIT:
+        prune_at_init(cfg, model, mask, data, device, channels_last, train_loss_fn)
+    scheduled = cfg.method == "dynamic"
 
-    run = Run(cfg, model, masks, data, device)
-    log(f"{cfg.name}: {cfg.model} on {cfg.dataset} ({len(data.train[1])} train, "
+    optimizer = make_optimizer(cfg, model)
+    lr_schedule, per_batch = make_lr_schedule(cfg, optimizer, len(train_batches))
+    if cfg.rewind_step > cfg.epochs * len(train_batches):
+        raise ConfigError(f"parameter 'rewind_step' is {cfg.rewind_step} but this run takes only "
+                          f"{cfg.epochs * len(train_batches)} optimizer steps; use a smaller value")
+    example = next(iter(Batches(data.train, data, 2, device, channels_last=channels_last)))[0]
+    flops_total, flops_per_layer = per_sample_flops(model, example, mask.names)
+    on_step = None
+    if cfg.rewind_step > 0:
+        steps = iter(range(1, cfg.rewind_step + 1))
+
+        def on_step():
+            if next(steps, None) == cfg.rewind_step:
+                run.rewind_state = _state(model)
+
+    log(f"{cfg.name} (seed {cfg.seed}, {cfg.method}): {cfg.model} on {cfg.dataset} ({len(data.train[1])} train, "
         f"{0 if data.val is None else len(data.val[1])} val, {len(data.test[1])} test) from {data.source}; "
-        f"{masks.total:,} prunable weights; device {device}")
+        f"{mask.total:,} prunable weights; device {device}")
     start = time.perf_counter()
     for epoch in range(cfg.epochs):
         t0 = time.perf_counter()
-        target = target_sparsity(cfg, epoch)
-        masks.prune_to(target)
+        if scheduled:
+            mask.prune_to(target_sparsity(cfg, epoch))
+        target = target_sparsity(cfg, epoch) if scheduled else mask.sparsity()
+        dense, sparse = epoch_flops(flops_total, flops_per_layer, mask.densities(), len(data.train[1]))
         lr = optimizer.param_groups[0]["lr"]
-        train_loss, train_acc = train_epoch(model, train_batches, optimizer, masks, train_loss_fn,
-                                            lr_schedule, per_batch)
+        train_loss, train_acc = train_epoch(model, train_batches, optimizer, mask, train_loss_fn,
+                                            lr_schedule, per_batch, on_step)
         if not per_batch:
             lr_schedule.step()
         val_loss, val_acc = evaluate(model, val_batches, eval_loss_fn) if val_batches else (None, None)
-        row = dict(epoch=epoch + 1, target_sparsity=target, sparsity=masks.sparsity(), lr=lr,
+        row = dict(epoch=epoch + 1, target_sparsity=target, sparsity=mask.sparsity(), lr=lr,
                    train_loss=train_loss, train_accuracy=train_acc, val_loss=val_loss, val_accuracy=val_acc,
-                   seconds=time.perf_counter() - t0)
+                   seconds=time.perf_counter() - t0, train_flops=dense, train_flops_sparse=sparse)
         run.history.append(row)
         log(format_epoch(row, cfg.epochs))
     run.train_seconds = time.perf_counter() - start
+    run.train_flops = sum(r["train_flops"] for r in run.history)
+    run.train_flops_sparse = sum(r["train_flops_sparse"] for r in run.history)
     run.test_loss, run.test_accuracy = evaluate(model, test_batches, eval_loss_fn)
-    log(f"final model: test accuracy {run.test_accuracy:.2f}% at sparsity {masks.sparsity():.4f} "
-        f"({masks.total - masks.zeros():,} of {masks.total:,} weights left), {run.train_seconds:.1f}s training")
+    log(f"final model: test accuracy {run.test_accuracy:.2f}% at sparsity {mask.sparsity():.4f} "
+        f"({mask.total - mask.zeros():,} of {mask.total:,} weights left), {run.train_seconds:.1f}s training")
     return run
 
 

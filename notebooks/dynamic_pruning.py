@@ -33,7 +33,7 @@
 experiment = "dynamic_pruning/lenet_s78.9"  # params/<experiment>.yaml, or a path to a .yaml file
 profile = "quick"                           # overlay from params/profiles/<profile>.yaml
 overrides = {}                              # e.g. {"epochs": 5, "final_sparsity": 0.9}
-run_dir = None                              # None: results/lab/<profile>/<name>
+run_dir = None                              # None: results/lab/<profile>/dynamic_pruning/<name>
 
 # %%
 from pathlib import Path
@@ -41,78 +41,65 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from dynprune import plots, records
-from dynprune.config import resolve
+from dynprune.config import resolve, run_seeds
 from dynprune.data import load_data
 from dynprune.pruning import target_sparsity
-from dynprune.runner import params_file, PROJECT
+from dynprune.runner import PROJECT, params_file
 from dynprune.train import train
 
 cfg = resolve(params_file(experiment), profile, overrides)
-run_dir = Path(run_dir) if run_dir else PROJECT / "results" / "lab" / profile / cfg.name
-display(Markdown(f"**{experiment}** ({profile} profile): {cfg.description or 'no description'}"))
-display(Markdown("| parameter | value |\n|---|---|\n"
-                 + "\n".join(f"| `{k}` | `{v}` |" for k, v in cfg.to_dict().items())))
+run_dir = Path(run_dir) if run_dir else PROJECT / "results" / "lab" / profile / "dynamic_pruning" / cfg.name
+display(Markdown(f"**{cfg.name}** ({profile} profile): {cfg.description or 'no description'}"))
+display(Markdown(records.markdown_table(["parameter", "value"], [(f"`{k}`", f"`{v}`") for k, v in cfg.to_dict().items()])))
 
 # %% [markdown]
 # ## The schedule
 # The target in force during each epoch. Between `prune_start_epoch` and `prune_end_epoch` it rises to
-# `final_sparsity`; afterwards the network fine-tunes at that sparsity.
+# `final_sparsity`; afterwards the network fine-tunes at that sparsity. (Methods that prune at
+# initialisation hold `final_sparsity` from the first step.)
 
 # %%
-figures = {"schedule": plots.schedule_preview(cfg, target_sparsity)}
-
-# %% [markdown]
-# ## Data
-
-# %%
-data = load_data(cfg)
-print(f"source: {data.source}")
-print(f"train {len(data.train[1])} images, validation {0 if data.val is None else len(data.val[1])}, "
-      f"test {len(data.test[1])}; {data.channels} channel(s) of {data.side}x{data.side}; classes: {data.classes}")
+schedule_figure = plots.schedule_preview(cfg, target_sparsity)
 
 # %% [markdown]
 # ## Training
-# One line per epoch: achieved sparsity (zeros in the masks over all prunable weights) next to the
-# scheduled target, learning rate, train loss / accuracy and, with a validation split, validation loss /
-# accuracy.
+# One run per seed, each with its own validation split and data order. One line per epoch: achieved
+# sparsity (zeros in the masks over all prunable weights) next to the scheduled target, learning rate,
+# train loss / accuracy and, with a validation split, validation loss / accuracy.
 
 # %%
-run = train(cfg, data)
+runs = {}
+for seed in run_seeds(cfg):
+    seed_cfg = cfg.replace(seed=seed, seeds=[])
+    data = load_data(seed_cfg)
+    print(f"data source: {data.source}")
+    runs[seed] = train(seed_cfg, data)
 
 # %% [markdown]
 # ## Accuracy and loss
 
 # %%
-figures["training_curves"] = plots.training_curves(run.history)
+curves = plots.training_curves({f"seed {s}": r.history for s, r in runs.items()})
 
 # %% [markdown]
 # ## Scheduled vs achieved sparsity
 # The achieved sparsity is counted from the masks; it must sit exactly on the target in every epoch.
 
 # %%
-figures["sparsity"] = plots.sparsity_curve(run.history)
+sparsity = plots.sparsity_curve(next(iter(runs.values())).history)
 
 # %% [markdown]
 # ## Where the zeros are
-# One global threshold lets layers end up with very different sparsities.
+# One global threshold lets layers end up with very different sparsities (first seed shown).
 
 # %%
-figures["layer_sparsity"] = plots.layer_sparsity(run.masks.layer_report())
+layers = plots.layer_sparsity(next(iter(runs.values())).masks.layer_report())
 
 # %% [markdown]
 # ## Result
-# Test accuracy of the final model (never a best epoch), evaluated once.
+# Test accuracy of each final model (never a best epoch), evaluated once.
 
 # %%
-summary = records.save_run(run, run_dir, profile, figures)
-rows = [("test accuracy", f"{summary['test_accuracy']:.2f} %"),
-        ("sparsity (target)", f"{summary['sparsity']:.4f} ({summary['target_sparsity']:.4f})"),
-        ("remaining prunable weights", f"{summary['remaining_weights']:,} of {summary['prunable_weights']:,}"),
-        ("pruned weights that are not exactly zero", f"{summary['pruned_but_nonzero']}"),
-        ("epochs", summary["epochs"]),
-        ("training wall time", f"{summary['train_seconds']:.1f} s"),
-        ("profile", profile),
-        ("hardware", f"{summary['hardware']} ({summary['device']})"),
-        ("data", summary["data_source"]),
-        ("run folder", str(run_dir))]
-display(Markdown("| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)))
+figures = {"schedule": schedule_figure, "training_curves": curves, "sparsity": sparsity, "layer_sparsity": layers}
+summaries = {s: records.save_run(r, run_dir / f"seed{s}", profile, figures) for s, r in runs.items()}
+display(Markdown(records.results_table(list(summaries.values()), profile)))

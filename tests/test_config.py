@@ -11,15 +11,26 @@ from dynprune.config import ConfigError, build, resolve
 from conftest import PROJECT
 
 PARAM_FILES = sorted((PROJECT / "params").glob("dynamic_pruning/*.yaml"))
+TRAINING_FILES = sorted(p for kind in ("dynamic_pruning", "lottery", "ticket") for p in (PROJECT / "params").glob(f"{kind}/*.yaml"))
 
 
-@pytest.mark.parametrize("path", PARAM_FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", TRAINING_FILES, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_every_parameter_file_resolves_in_both_profiles(path):
     paper, quick = resolve(path, "paper"), resolve(path, "quick")
     assert paper.name == quick.name == path.stem
-    assert paper.reported_accuracy is not None
     assert quick.epochs <= 6 and quick.epochs <= paper.epochs
     assert quick.final_sparsity == paper.final_sparsity, "the quick profile must keep the target sparsity"
+    assert path.parent.name != "lottery" or paper.method == "imp"
+    assert path.parent.name != "ticket" or paper.method == "ticket_check"
+
+
+@pytest.mark.parametrize("path", sorted((PROJECT / "params").glob("compare/*.yaml")), ids=lambda p: p.stem)
+def test_every_comparison_names_existing_experiments(path):
+    for profile in ("paper", "quick"):
+        cfg = resolve(path, profile)
+        for name in cfg.inputs:
+            assert (PROJECT / "params" / f"{name}.yaml").is_file(), name
+        assert {cfg.dense, cfg.dynamic} <= set(cfg.inputs) and (not cfg.ticket or cfg.ticket in cfg.inputs)
 
 
 def test_the_seed_experiments_are_all_there():
@@ -29,7 +40,9 @@ def test_the_seed_experiments_are_all_there():
             "mnist_lr0.001", "mnist_momentum0.5", "mnist_ep100"}
     paper = {f"resnet18_s{s}" for s in ("70", "72.9", "75", "80", "85", "90", "95")} | {
         "resnet18_dense", "vgg_like_s97", "vgg19_s98", "lenet_s78.9", "lenet_s98"}
-    assert names == seed | paper
+    assert seed | paper <= names
+    for name in seed | paper:
+        assert resolve(PROJECT / "params" / "dynamic_pruning" / f"{name}.yaml").reported_accuracy is not None
 
 
 BAD = [

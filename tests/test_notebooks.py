@@ -47,7 +47,7 @@ def test_dynamic_pruning_notebook_renders_a_complete_run(project):
     out = project / "results" / "paper" / "dynamic_pruning"
     assert (out / "tiny.ipynb").is_file() and (out / "tiny.html").is_file()
     assert not (out / "tiny.running.ipynb").exists()
-    run = out / "tiny"
+    run = out / "tiny" / "seed42"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["sparsity"] == round(0.7 * summary["prunable_weights"]) / summary["prunable_weights"]
     assert summary["target_sparsity"] == 0.7 and summary["pruned_but_nonzero"] == 0
@@ -70,7 +70,7 @@ def test_a_failed_run_is_kept_for_inspection_and_never_taken_as_done(project):
     assert "failed in cell" in proc.stderr and "DataError" in proc.stderr
     out = project / "results" / "paper" / "dynamic_pruning"
     assert (out / "tiny.failed.ipynb").is_file()
-    assert not (out / "tiny.ipynb").exists() and not (out / "tiny" / "summary.json").exists()
+    assert not (out / "tiny.ipynb").exists() and not list((out / "tiny").rglob("summary.json"))
 
 
 def test_bad_parameters_stop_before_any_kernel_starts(project):
