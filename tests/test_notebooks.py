@@ -89,3 +89,38 @@ def test_every_notebook_is_a_parameterized_percent_script():
         nb = jupytext.read(path)
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
+
+
+def test_lottery_ticket_and_compare_notebooks_render_a_comparison(project):
+    base = TINY.replace("val_fraction: 0.2\n", "val_fraction: 0.0\nseeds: [1, 2]\nrewind_step: 5\n")
+    params = project / "params"
+    for kind in ("lottery", "ticket", "compare"):
+        (params / kind).mkdir()
+    (params / "dynamic_pruning" / "tiny.yaml").write_text(base)
+    (params / "dynamic_pruning" / "tiny_dense.yaml").write_text(base.replace("final_sparsity: 0.7", "final_sparsity: 0.0"))
+    (params / "lottery" / "tiny_imp.yaml").write_text(base + "method: imp\nimp_rate: 0.5\n")
+    (params / "ticket" / "tiny.yaml").write_text(base + "method: ticket_check\nticket_from: dynamic_pruning/tiny\n")
+    (params / "compare" / "tiny.yaml").write_text(
+        "inputs: [dynamic_pruning/tiny_dense, dynamic_pruning/tiny, lottery/tiny_imp, ticket/tiny]\n"
+        "dense: dynamic_pruning/tiny_dense\ndynamic: dynamic_pruning/tiny\nticket: ticket/tiny\n")
+    for target in ("dynamic_pruning/tiny_dense", "dynamic_pruning/tiny", "lottery/tiny_imp", "ticket/tiny",
+                   "compare/tiny"):
+        proc = render(project, f"results/paper/{target}.ipynb", project / "data")
+        assert proc.returncode == 0, f"{target}: {proc.stderr[-3000:]}"
+    out = project / "results" / "paper"
+    imp = json.loads((out / "lottery" / "tiny_imp" / "seed1" / "summary.json").read_text())
+    assert [round(r["sparsity"], 4) for r in imp["levels"]] == [0.0, 0.5, 0.7]
+    assert imp["epochs"] == 9 and imp["sparsity"] == pytest.approx(0.7, abs=1e-4)
+    ticket = json.loads((out / "ticket" / "tiny" / "seed2" / "summary.json").read_text())
+    assert set(ticket["variants"]) == {"rewind_init", "rewind_k", "reinit", "random_mask"}
+    rows = list(csv.DictReader(open(out / "compare" / "tiny" / "comparison.csv")))
+    assert {"method", "seed", "target_sparsity", "sparsity", "test_accuracy", "epochs", "train_seconds",
+            "train_flops"} <= set(rows[0])
+    assert sorted((r["method"], r["seed"]) for r in rows) == sorted(
+        (m, s) for m in ("dense", "dynamic", "imp (rewind to step 5)") for s in ("1", "2"))
+    by_method = {r["method"]: r for r in rows}
+    assert float(by_method["imp (rewind to step 5)"]["train_flops"]) == pytest.approx(
+        3 * float(by_method["dynamic"]["train_flops"]))
+    html = (out / "compare" / "tiny.html").read_text()
+    assert "Winning ticket?" in html and "missing (shown as missing, never filled in): nothing" in html
+    assert (out / "compare" / "tiny" / "accuracy_vs_cost.png").is_file()
