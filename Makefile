@@ -20,15 +20,17 @@ DYNAMIC := $(call notebooks_of,dynamic_pruning)
 LOTTERY := $(call notebooks_of,lottery)
 TICKET  := $(call notebooks_of,ticket)
 COMPARE := $(call notebooks_of,compare)
-EXPERIMENTS := $(DYNAMIC) $(LOTTERY) $(TICKET) $(COMPARE)
+REPORT  := $(call notebooks_of,report)
+EXPERIMENTS := $(DYNAMIC) $(LOTTERY) $(TICKET) $(COMPARE) $(REPORT)
 
-.PHONY: help experiments test lab clean-results
+.PHONY: help experiments test bench lab clean-results
 .DELETE_ON_ERROR:
 
 help:
 	@echo "make experiments [PROFILE=quick]   render every experiment into results/<profile>/ (default profile: paper)"
 	@echo "                 [JOBS=n]          notebooks at once (default: one per core for quick, 1 for paper)"
 	@echo "make test                          run the test suite (sets up .venv first)"
+	@echo "make bench                         speed ratios of pruning and of the data path -> results/bench.json"
 	@echo "make lab                           open JupyterLab; the notebooks/*.py open as notebooks"
 	@echo "make $(RESULTS)/dynamic_pruning/lenet_s78.9.ipynb   render one experiment"
 	@echo "make clean-results [PROFILE=...]   delete results/<profile>/"
@@ -47,9 +49,14 @@ $(RESULTS)/%.ipynb: params/%.yaml notebooks/$$(firstword $$(subst /, ,$$*)).py p
 yaml_values = $(patsubst %,$(RESULTS)/%.ipynb,$(shell sed -n 's/^$(2)//p' $(1)))
 $(foreach f,$(wildcard params/ticket/*.yaml),$(eval $(RESULTS)/ticket/$(notdir $(f:.yaml=.ipynb)): $(call yaml_values,$(f),ticket_from: *)))
 $(foreach f,$(wildcard params/compare/*.yaml),$(eval $(RESULTS)/compare/$(notdir $(f:.yaml=.ipynb)): $(call yaml_values,$(f), *- *)))
+# The report (and results/<profile>/index.html) reads everything else.
+$(REPORT): $(DYNAMIC) $(LOTTERY) $(TICKET) $(COMPARE)
 
 test: $(SETUP)
 	$(PY) -m pytest -q
+
+bench: $(SETUP)
+	$(PY) -m dynprune.bench --out results/bench.json
 
 lab: $(SETUP)
 	$(VENV)/bin/pip install -q jupyterlab

@@ -11,6 +11,7 @@ import typing
 from pathlib import Path
 
 from . import config as C
+from .checkpoint import TrainingError
 from .data import DataError
 
 
@@ -51,7 +52,7 @@ def cmd_train(args) -> None:
 
     cfg = C.resolve(args.params, args.profile, overrides_from(args))
     out = Path(args.out or Path("results") / "cli" / cfg.name)
-    run = train.train(cfg)
+    run = train.train(cfg, checkpoint=out / "checkpoint.pt")
     summary = records.save_run(run, out, args.profile, plots.run_figures(run))
     print(f"wrote {out}/ (test accuracy {summary['test_accuracy']:.2f}%, sparsity {summary['sparsity']:.4f})")
 
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (C.ConfigError, DataError) as e:
+    except (C.ConfigError, DataError, TrainingError) as e:
         print(f"dynprune: error: {e}", file=sys.stderr)
         return 2
     return 0

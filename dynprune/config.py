@@ -23,7 +23,7 @@ LR_SCHEDULES = ("cosine", "onecycle", "multistep", "constant")
 SPARSITY_SCHEDULES = ("linear", "cubic", "oneshot")
 PRUNE_SCOPES = ("global", "layerwise")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-INITS = ("kaiming_fan_out", "kaiming_fan_in")
+INITS = ("kaiming_fan_out", "kaiming_fan_in", "torchvision_vgg")
 METHODS = ("dynamic", "random", "random_layerwise", "snip", "imp", "ticket_check")
 
 
@@ -47,6 +47,10 @@ class Config:
     seed: int = _f(42, "seed for initialisation, data order, validation split and augmentation")
     seeds: tuple[int, ...] = _f((), "run the experiment once per seed in this list (empty: once, with `seed`)")
     device: str = _f("auto", "where to train: auto picks cuda, then mps, then cpu", choices=DEVICES)
+    precision: str = _f("fp32", "bf16 runs forward and loss under bfloat16 autocast (weights stay fp32)",
+                        choices=("fp32", "bf16"))
+    compile: bool = _f(False, "torch.compile the model (pays a compile time once per run)")
+    channels_last: bool = _f(True, "channels-last memory layout for conv nets (faster; off = the plain layout)")
 
     # -- data
     dataset: str = _f("cifar10", "data set", choices=DATASETS)
@@ -70,8 +74,8 @@ class Config:
     model: str = _f("resnet18", "network", choices=MODELS)
     width: float = _f(1.0, "multiplier on every layer's width (1 = the published size)",
                       low=0.0, low_open=True, high=8.0)
-    init: str = _f("kaiming_fan_out", "Kaiming-normal mode for conv/linear weights (the seed: fan_out)",
-                   choices=INITS)
+    init: str = _f("kaiming_fan_out", "weight initialisation: Kaiming-normal fan_out for conv and linear (the "
+                   "seed's), fan_in, or torchvision's VGG (fan_out conv, N(0, 0.01) linear)", choices=INITS)
 
     # -- training
     epochs: int = _f(200, "training epochs", low=1)
@@ -137,9 +141,19 @@ class CompareConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
+@dataclass(frozen=True)
+class ReportConfig:
+    """The report reads every finished run of its profile; it never trains."""
+    name: str = _f("summary", "report name (defaults to the parameter file's name)")
+    description: str = _f("", "one line saying what the report covers")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _HINTS = typing.get_type_hints(Config)
-SCHEMAS = {"compare": CompareConfig}  # notebook -> parameter schema; every other notebook takes Config
+SCHEMAS = {"compare": CompareConfig, "report": ReportConfig}  # notebook -> parameter schema; every other notebook takes Config
 
 
 def _fields(schema) -> dict:

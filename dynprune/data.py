@@ -66,10 +66,28 @@ def _as_nchw(images) -> torch.Tensor:
     return images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2).contiguous()
 
 
+def _verify_checksums(cls, folder: Path) -> None:
+    """torchvision lists the md5 of every file it downloads; a present file with another md5 is corrupt."""
+    for entry in getattr(cls, "resources", []) or []:
+        filename, md5 = (entry[0].rsplit("/", 1)[-1], entry[1]) if isinstance(entry, tuple) else (None, None)
+        path = folder / filename if filename else None
+        if path is not None and path.is_file() and not torchvision.datasets.utils.check_integrity(str(path), md5):
+            raise DataError(f"{path} does not match torchvision's checksum (truncated or corrupt); "
+                            f"delete it and let torchvision download it again, or copy it anew")
+
+
 def _read_torchvision(name: str, root: Path, download: bool):
-    cls, _ = TORCHVISION[name]
-    train = cls(str(root), train=True, download=download)
-    test = cls(str(root), train=False, download=False)
+    cls, marker = TORCHVISION[name]
+    if (root / marker).exists():
+        _verify_checksums(cls, root / marker)
+    try:
+        train = cls(str(root), train=True, download=download)
+        test = cls(str(root), train=False, download=False)
+    except (RuntimeError, ValueError, OSError, EOFError) as e:
+        if download and not (root / marker).exists():
+            raise
+        raise DataError(f"cannot read {name} from {root / marker} ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                        f"the files are missing, truncated or corrupt: delete the folder to download again") from None
     return (_as_nchw(train.data), torch.as_tensor(train.targets), _as_nchw(test.data),
             torch.as_tensor(test.targets), list(train.classes))
 
@@ -111,21 +129,28 @@ def _read_tree(tree: Path):
     return (*_read_tree_split(train_dir, classes), *_read_tree_split(test_dir, classes), classes)
 
 
-def _tree_fingerprint(tree: Path) -> str:
-    h = hashlib.sha1(str(tree.resolve()).encode())
-    for f in sorted(tree.rglob("*")):
+CACHE_FORMAT = "v2"  # bump when the decoding changes: old cache files are then never read
+
+
+def _fingerprint(folder: Path) -> str:
+    """Path, names, sizes and modification times of every file below `folder`."""
+    h = hashlib.sha1(f"{CACHE_FORMAT}:{folder.resolve()}".encode())
+    for f in sorted(folder.rglob("*")):
         if f.is_file():
             st = f.stat()
-            h.update(f"{f.relative_to(tree)}:{st.st_size}:{st.st_mtime_ns}".encode())
+            h.update(f"{f.relative_to(folder)}:{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()[:16]
 
 
-def _read_tree_cached(name: str, tree: Path):
-    """Decoding tens of thousands of images takes a while: keep the decoded tensors, keyed by the tree's files."""
-    path = cache_dir() / "tensors" / f"{name}-tree-{_tree_fingerprint(tree)}.pt"
+def _cached(name: str, folder: Path, read):
+    """Decode once into uint8 tensors; later runs load those, keyed by the source folder's files."""
+    path = cache_dir() / "tensors" / f"{name}-{_fingerprint(folder)}.pt"
     if path.is_file():
-        return torch.load(path)
-    loaded = _read_tree(tree)
+        try:
+            return torch.load(path)
+        except Exception:  # a damaged cache file is rebuilt, never trusted
+            path.unlink(missing_ok=True)
+    loaded = read()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     torch.save(loaded, tmp)
@@ -138,9 +163,10 @@ def read_raw(name: str, root: Path, download: bool):
     _, marker = TORCHVISION[name]
     tree = root / name
     if (root / marker).exists():
-        return (*_read_torchvision(name, root, download=False), f"torchvision files in {root / marker}")
+        loaded = _cached(name, root / marker, lambda: _read_torchvision(name, root, download=False))
+        return (*loaded, f"torchvision files in {root / marker}")
     if (tree / "train").is_dir():
-        return (*_read_tree_cached(name, tree), f"image-folder tree {tree}")
+        return (*_cached(name, tree, lambda: _read_tree(tree)), f"image-folder tree {tree}")
     if download:
         try:
             return (*_read_torchvision(name, root, download=True), f"torchvision download into {root / marker}")

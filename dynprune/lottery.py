@@ -54,8 +54,8 @@ def _level_record(level: int, run: Run) -> dict:
 
 
 def run_imp(cfg: Config, data: Data, run_dir: Path, profile: str, log=print) -> dict:
-    """All levels of one seed. A level whose file exists (same parameters) is loaded, not retrained, so a
-    stopped run continues from its last finished level."""
+    """All levels of one seed. A level whose file exists (same parameters) is loaded, not retrained, and an
+    unfinished level resumes from its checkpoint: a stopped run continues where it stopped."""
     run_dir = Path(run_dir)
     levels = imp_levels(cfg.final_sparsity, cfg.imp_rate, cfg.imp_stops)
     log(f"IMP to {cfg.final_sparsity}: {len(levels)} pruning rounds after the dense one: "
@@ -73,13 +73,15 @@ def run_imp(cfg: Config, data: Data, run_dir: Path, profile: str, log=print) -> 
         if level > 0:
             masks = prune_trained(cfg, data, trained, masks, target)
         log(f"level {level}: sparsity {target:.4f}, " + ("dense" if level == 0 else f"rewound to step {cfg.rewind_step}"))
-        run = train(cfg, data, log, init_state=start_state, masks=masks)
+        checkpoint = path.with_suffix(".checkpoint.pt")
+        run = train(cfg, data, log, init_state=start_state, masks=masks, checkpoint=checkpoint)
         if level == 0:  # the weights every later level rewinds to
             start_state = run.rewind_state if cfg.rewind_step > 0 else run.init_state
         masks, trained = run.masks.state_dict(), {k: v.cpu() for k, v in run.model.state_dict().items()}
         records.append(_level_record(level, run))
         _save_torch(path, dict(params=cfg.to_dict(), record=records[-1], masks=masks, start_state=start_state,
                                trained_state=trained, history=run.history))
+        checkpoint.unlink(missing_ok=True)
     for key in ("epochs", "seconds", "flops", "flops_sparse"):
         total = 0.0
         for r in records:
@@ -145,7 +147,8 @@ def check_ticket(cfg: Config, data: Data, source_dir: Path, run_dir: Path, profi
     for variant, (state, masks) in starts.items():
         vcfg = cfg.replace(seed=cfg.seed + 1000) if variant == "reinit" else cfg  # a fresh initialisation
         log(f"-- {variant}")
-        run = train(vcfg, data, log, init_state=state, masks=masks)
+        run = train(vcfg, data, log, init_state=state, masks=masks,
+                    checkpoint=Path(run_dir) / variant / "checkpoint.pt")
         results[variant] = save_run(run, Path(run_dir) / variant, profile)
     summary = summarize(run, profile) | dict(
         ticket_from=str(source_dir), source_test_accuracy=json.loads((Path(source_dir) / "summary.json").read_text())[

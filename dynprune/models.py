@@ -117,11 +117,17 @@ def init_weights(model: nn.Module, mode: str = "kaiming_fan_out") -> None:
     """The seed's initialisation: Kaiming-normal (fan_out, relu) for conv/linear, BN gamma=1 beta=0, zero biases.
 
     fan_out scales a narrow classifier's weights up (a 100->10 layer gets std 0.45), which makes an MLP such
-    as LeNet-300-100 diverge at lr 0.1; `kaiming_fan_in` is the usual choice there.
+    as LeNet-300-100 diverge at lr 0.1; `kaiming_fan_in` is the usual choice there. A VGG head of three
+    Linear layers has the same problem (initial logits with std ~9): `torchvision_vgg` keeps fan_out for
+    the convolutions and draws Linear weights from N(0, 0.01), as torchvision's VGG does.
     """
     for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_normal_(m.weight, mode=mode.removeprefix("kaiming_"), nonlinearity="relu")
+        if isinstance(m, nn.Linear) and mode == "torchvision_vgg":
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.Conv2d, nn.Linear)):
+            fan = "fan_in" if mode == "kaiming_fan_in" else "fan_out"
+            nn.init.kaiming_normal_(m.weight, mode=fan, nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):

@@ -129,3 +129,39 @@ def accuracy_vs_cost(rows: list[dict]):
     fig.suptitle("accuracy vs cost of finding the ticket (mean ± std over seeds)")
     fig.tight_layout()
     return fig
+
+
+def sparsity_sweep(points: list[tuple[float, float, float, int]]):
+    """Accuracy vs target sparsity with error bars; the dense run (sparsity 0) as a horizontal line."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    dense = [p for p in points if p[0] == 0]
+    pruned = [p for p in points if p[0] > 0]
+    if pruned:
+        ax.errorbar([p[0] for p in pruned], [p[1] for p in pruned], yerr=[p[2] for p in pruned], fmt="o-", capsize=4,
+                    label="dynamic pruning")
+    if dense:
+        ax.axhline(dense[0][1], color="k", ls=":", label=f"dense ({dense[0][1]:.2f} %)")
+    ax.set(xlabel="final sparsity", ylabel="test accuracy (%)", title="ResNet-18 / CIFAR-10: accuracy vs sparsity")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def studies(curves: dict[str, dict[str, list[dict]]]):
+    """Small multiples: per study, one curve per experiment (validation accuracy, else train accuracy)."""
+    n = len(curves)
+    cols = 4
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    for ax, (title, by_name) in zip(axes.flat, curves.items()):
+        for name, history in by_name.items():
+            key = "val_accuracy" if history and history[0].get("val_accuracy") is not None else "train_accuracy"
+            ax.plot([r["epoch"] for r in history], [r[key] for r in history], label=f"{name} ({key.split('_')[0]})")
+        ax.set(title=title, xlabel="epoch", ylabel="accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig

@@ -57,19 +57,29 @@ def prunable_weights(model: nn.Module, exclude: tuple[str, ...] = ()) -> dict[st
 # -- thresholds ---------------------------------------------------------------------------------------
 
 def _keep_largest(scores: torch.Tensor, keep: int) -> torch.Tensor:
-    """Boolean mask keeping exactly `keep` entries of a flat score vector: the largest ones; among equal
-    scores at the threshold, the lowest flat indices win (deterministic tie-break)."""
-    n = scores.numel()
-    if keep >= n:
-        return torch.ones_like(scores, dtype=torch.bool)
+    """Boolean mask keeping exactly `keep` entries of a flat score vector: the largest non-negative ones;
+    among equal scores at the threshold, the lowest flat indices win (deterministic tie-break). Negative
+    scores (already pruned) are never kept.
+
+    The threshold is found by bisection on the bit patterns of non-negative float32 values, which order
+    like the values: 32 counting passes and no sort, so the only large allocations are the caller's flat
+    buffer and one boolean vector (kthvalue or topk would copy the scores and add int64 indices)."""
     if keep <= 0:
         return torch.zeros_like(scores, dtype=torch.bool)
-    # kthvalue finds the cut without sorting the whole vector.
-    threshold = torch.kthvalue(scores, n - keep).values
-    kept = scores > threshold
+    scores32 = scores if scores.dtype == torch.float32 else scores.float()
+    lo, hi = 0, 0x7F800000  # bit patterns of +0.0 and +inf
+    while lo < hi:  # largest pattern b with count(scores >= float(b)) >= keep
+        mid = (lo + hi + 1) // 2
+        value = torch.tensor(mid, dtype=torch.int32).view(torch.float32).item()
+        if int((scores32 >= value).sum()) >= keep:
+            lo = mid
+        else:
+            hi = mid - 1
+    threshold = torch.tensor(lo, dtype=torch.int32).view(torch.float32).item()
+    kept = scores32 > threshold
     missing = keep - int(kept.sum())
     if missing > 0:
-        ties = (scores == threshold).nonzero().flatten()[:missing]
+        ties = (scores32 == threshold).nonzero().flatten()[:missing]
         kept[ties] = True
     return kept
 
@@ -80,8 +90,14 @@ def global_score_masks(scores: list[torch.Tensor], masks: list[torch.Tensor], sp
     every non-negative score)."""
     total = sum(m.numel() for m in masks)
     keep = total - round(sparsity * total)
-    flat = torch.cat([torch.where(m.bool(), s.detach(), -1.0).flatten() for s, m in zip(scores, masks)])
+    flat = torch.empty(total, device=masks[0].device)  # the one flat buffer
+    offset = 0
+    for s, m in zip(scores, masks):
+        chunk = flat[offset:offset + m.numel()].view_as(m)
+        chunk.copy_(s.detach()).masked_fill_(m == 0, -1.0)
+        offset += m.numel()
     kept = _keep_largest(flat, keep)
+    del flat
     new, offset = [], 0
     for m in masks:
         new.append(kept[offset:offset + m.numel()].view_as(m) & m.bool())

@@ -30,11 +30,15 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not leave half a file behind
+        raise
 
 
 def csv_text(rows: list[dict], columns: list[str]) -> str:
@@ -123,6 +127,7 @@ def save_run(run, run_dir: Path, profile: str, figures: dict | None = None) -> d
         write_atomic(run_dir / "figures" / f"{name}.png", buf.getvalue())
     summary = summarize(run, profile)
     write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
+    (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # finished: nothing left to resume
     return summary
 
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from .augment import BatchAugment
+from .checkpoint import TrainingError, load as load_checkpoint, restore_rng, save as save_checkpoint
 from .config import Config, ConfigError
 from .data import Batches, Data, load_data
 from .models import build_model
@@ -54,7 +56,7 @@ def evaluate(model: nn.Module, batches: Batches, loss_fn) -> tuple[float, float]
     model.eval()
     loss_sum, correct = 0.0, 0
     for x, y in batches:
-        out = model(x)
+        out = model(x).float()
         loss_sum += float(loss_fn(out, y)) * len(y)
         correct += int((out.argmax(1) == y).sum())
     n = len(batches.y)
@@ -62,14 +64,16 @@ def evaluate(model: nn.Module, batches: Batches, loss_fn) -> tuple[float, float]
 
 
 def train_epoch(model, batches: Batches, optimizer, masks: Masks, loss_fn, lr_schedule, per_batch: bool,
-                on_step=None):
+                on_step=None, bf16: bool = False, epoch: int = 0):
     model.train()
-    loss_sum = torch.zeros((), device=batches.y.device)
-    correct = torch.zeros((), device=batches.y.device, dtype=torch.long)
+    device = batches.y.device
+    losses = torch.zeros(len(batches), device=device)  # per step: divergence is located without a sync per step
+    correct = torch.zeros((), device=device, dtype=torch.long)
     masking = masks.zeros() > 0  # a dense phase needs no masking work
-    for x, y in batches:
-        out = model(x)
-        loss = loss_fn(out, y)
+    for step, (x, y) in enumerate(batches):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = model(x)
+            loss = loss_fn(out, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if masking:
@@ -82,10 +86,16 @@ def train_epoch(model, batches: Batches, optimizer, masks: Masks, loss_fn, lr_sc
         if on_step is not None:
             on_step()
         # Accumulated on the device: no host sync per step.
-        loss_sum += loss.detach() * len(y)
+        losses[step] = loss.detach() * len(y)
         correct += (out.argmax(1) == y).sum()
+    bad = (~torch.isfinite(losses)).nonzero()
+    if len(bad):
+        step = int(bad[0])
+        raise TrainingError(f"the loss became {float(losses[step] / batches.batch_size)} in epoch {epoch + 1}, "
+                            f"step {step + 1}; lower the learning rate (or check the data); the checkpoint of the "
+                            f"last good epoch is kept")
     n = len(batches.y)
-    return float(loss_sum) / n, 100.0 * int(correct) / n
+    return float(losses.sum()) / n, 100.0 * int(correct) / n
 
 
 def make_batches(cfg: Config, data: Data, device, channels_last: bool = False):
@@ -131,9 +141,10 @@ def prune_at_init(cfg: Config, model, masks: Masks, data: Data, device, channels
 
 
 def train(cfg: Config, data: Data | None = None, log=print, *, init_state: dict | None = None,
-          masks: dict | None = None) -> Run:
+          masks: dict | None = None, checkpoint: Path | None = None) -> Run:
     """One training run. `dynamic` prunes by the schedule; the at-init methods prune once before the
-    first step; `imp` / `ticket_check` train with the given fixed `masks` (None: dense) from `init_state`."""
+    first step; `imp` / `ticket_check` train with the given fixed `masks` (None: dense) from `init_state`.
+    With a `checkpoint` path, the run saves itself there after every epoch and, started again, resumes."""
     device = pick_device(cfg.device)
     data = data if data is not None else load_data(cfg)
     torch.manual_seed(cfg.seed)
@@ -141,7 +152,7 @@ def train(cfg: Config, data: Data | None = None, log=print, *, init_state: dict 
     if init_state is not None:
         model.load_state_dict(init_state)
     # Convolutions run faster on channels-last tensors, on CPU (oneDNN) as on GPU; an MLP gains nothing.
-    channels_last = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    channels_last = cfg.channels_last and any(isinstance(m, nn.Conv2d) for m in model.modules())
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     mask = Masks(model, cfg.prune_exclude, AT_INIT.get(cfg.method, cfg.prune_scope))
@@ -162,39 +173,55 @@ def train(cfg: Config, data: Data | None = None, log=print, *, init_state: dict 
                           f"{cfg.epochs * len(train_batches)} optimizer steps; use a smaller value")
     example = next(iter(Batches(data.train, data, 2, device, channels_last=channels_last)))[0]
     flops_total, flops_per_layer = per_sample_flops(model, example, mask.names)
-    on_step = None
-    if cfg.rewind_step > 0:
-        steps = iter(range(1, cfg.rewind_step + 1))
+    order, resumed_seconds = train_batches.generator, 0.0
+    if checkpoint is not None and Path(checkpoint).is_file():
+        state = load_checkpoint(checkpoint, cfg)
+        model.load_state_dict(state["model"])
+        mask.load_state_dict(state["masks"])
+        optimizer.load_state_dict(state["optimizer"])
+        lr_schedule.load_state_dict(state["lr_schedule"])
+        restore_rng(state, order)
+        run.history, run.init_state, run.rewind_state = state["history"], state["init_state"], state["rewind_state"]
+        resumed_seconds = state["seconds"]
+        log(f"resuming from {checkpoint} after epoch {len(run.history)}")
+    step_model = torch.compile(model) if cfg.compile else model  # shares parameters with `model`
 
-        def on_step():
-            if next(steps, None) == cfg.rewind_step:
-                run.rewind_state = _state(model)
+    steps = len(run.history) * len(train_batches)
+
+    def on_step():  # only while the weights after `rewind_step` steps are still to be saved
+        nonlocal steps
+        steps += 1
+        if steps == cfg.rewind_step:
+            run.rewind_state = _state(model)
 
     log(f"{cfg.name} (seed {cfg.seed}, {cfg.method}): {cfg.model} on {cfg.dataset} ({len(data.train[1])} train, "
         f"{0 if data.val is None else len(data.val[1])} val, {len(data.test[1])} test) from {data.source}; "
         f"{mask.total:,} prunable weights; device {device}")
-    start = time.perf_counter()
-    for epoch in range(cfg.epochs):
+    start = time.perf_counter() - resumed_seconds
+    for epoch in range(len(run.history), cfg.epochs):
         t0 = time.perf_counter()
         if scheduled:
             mask.prune_to(target_sparsity(cfg, epoch))
         target = target_sparsity(cfg, epoch) if scheduled else mask.sparsity()
         dense, sparse = epoch_flops(flops_total, flops_per_layer, mask.densities(), len(data.train[1]))
         lr = optimizer.param_groups[0]["lr"]
-        train_loss, train_acc = train_epoch(model, train_batches, optimizer, mask, train_loss_fn,
-                                            lr_schedule, per_batch, on_step)
+        train_loss, train_acc = train_epoch(step_model, train_batches, optimizer, mask, train_loss_fn, lr_schedule,
+                                            per_batch, on_step if run.rewind_state is None and cfg.rewind_step else None,
+                                            cfg.precision == "bf16", epoch)
         if not per_batch:
             lr_schedule.step()
-        val_loss, val_acc = evaluate(model, val_batches, eval_loss_fn) if val_batches else (None, None)
+        val_loss, val_acc = evaluate(step_model, val_batches, eval_loss_fn) if val_batches else (None, None)
         row = dict(epoch=epoch + 1, target_sparsity=target, sparsity=mask.sparsity(), lr=lr,
                    train_loss=train_loss, train_accuracy=train_acc, val_loss=val_loss, val_accuracy=val_acc,
                    seconds=time.perf_counter() - t0, train_flops=dense, train_flops_sparse=sparse)
         run.history.append(row)
         log(format_epoch(row, cfg.epochs))
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, run, optimizer, lr_schedule, order, time.perf_counter() - start)
     run.train_seconds = time.perf_counter() - start
     run.train_flops = sum(r["train_flops"] for r in run.history)
     run.train_flops_sparse = sum(r["train_flops_sparse"] for r in run.history)
-    run.test_loss, run.test_accuracy = evaluate(model, test_batches, eval_loss_fn)
+    run.test_loss, run.test_accuracy = evaluate(step_model, test_batches, eval_loss_fn)
     log(f"final model: test accuracy {run.test_accuracy:.2f}% at sparsity {mask.sparsity():.4f} "
         f"({mask.total - mask.zeros():,} of {mask.total:,} weights left), {run.train_seconds:.1f}s training")
     return run

@@ -63,7 +63,8 @@ schedule_figure = plots.schedule_preview(cfg, target_sparsity)
 
 # %% [markdown]
 # ## Training
-# One run per seed, each with its own validation split and data order. One line per epoch: achieved
+# One run per seed, each with its own validation split and data order. Each run saves a checkpoint after
+# every epoch and resumes from it when started again (after a kill, say). One line per epoch: achieved
 # sparsity (zeros in the masks over all prunable weights) next to the scheduled target, learning rate,
 # train loss / accuracy and, with a validation split, validation loss / accuracy.
 
@@ -73,7 +74,7 @@ for seed in run_seeds(cfg):
     seed_cfg = cfg.replace(seed=seed, seeds=[])
     data = load_data(seed_cfg)
     print(f"data source: {data.source}")
-    runs[seed] = train(seed_cfg, data)
+    runs[seed] = train(seed_cfg, data, checkpoint=run_dir / f"seed{seed}" / "checkpoint.pt")
 
 # %% [markdown]
 # ## Accuracy and loss

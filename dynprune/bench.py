@@ -1,0 +1,171 @@
+"""`python -m dynprune.bench` (`make bench`): the costs of pruning and of the data path, as ratios.
+
+Every figure compares two things measured in the same process, interleaved (A B A B ...), and reports
+the median ratio: on shared, noisy machines absolute seconds mean little. Writes results/bench.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+
+from .config import build
+from .data import Data, load_data
+from .models import build_model
+from .pruning import Masks
+from .records import hardware, write_atomic
+from .train import make_batches, train_epoch
+
+
+class FixedBatches:
+    """Batches already in memory, ready for the model: the data path's cost removed."""
+
+    def __init__(self, batches: list[tuple[torch.Tensor, torch.Tensor]]):
+        self.batches = batches
+        self.y = torch.cat([y for _, y in batches])
+
+    def __iter__(self):
+        return iter(self.batches)
+
+
+def _random_data(n: int, channels: int, side: int, seed: int = 0) -> Data:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (n, channels, side, side), generator=g, dtype=torch.uint8)
+    y = torch.randint(0, 10, (n,), generator=g)
+    return Data((x, y), None, (x[:256], y[:256]), [str(i) for i in range(10)], (0.5,) * channels,
+                (0.25,) * channels, "random tensors")
+
+
+def _setup(cfg, data: Data, variant: str):
+    torch.manual_seed(0)
+    model = build_model(cfg.model, data.channels, 10, data.side, cfg.width, cfg.init)
+    channels_last = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    masks = Masks(model)
+    if variant == "dynamic":
+        masks.prune_to(0.8)
+    elif variant == "torch_prune":
+        params = [(m, "weight") for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        torch_prune.global_unstructured(params, pruning_method=torch_prune.L1Unstructured, amount=0.8)
+        masks = Masks(nn.Linear(1, 1))  # nothing to mask: PyTorch's hooks do it
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    batches, _, _ = make_batches(cfg, data, torch.device("cpu"), channels_last)
+    return model, masks, optimizer, batches
+
+
+def _epoch_seconds(model, batches, optimizer, masks) -> float:
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+    t0 = time.perf_counter()
+    train_epoch(model, batches, optimizer, masks, loss_fn, scheduler, False)
+    return time.perf_counter() - t0
+
+
+def _interleaved(setups: dict, repeats: int) -> dict[str, float]:
+    """Median epoch seconds per variant, variants interleaved so drifts in machine load hit all alike."""
+    times = {k: [] for k in setups}
+    for k, s in setups.items():
+        _epoch_seconds(*s)  # warm-up: allocator, oneDNN kernels
+    for _ in range(repeats):
+        for k, s in setups.items():
+            times[k].append(_epoch_seconds(*s))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def pruning_overhead(cfg, data: Data, repeats: int) -> dict[str, float]:
+    setups = {}
+    for variant in ("dense", "dynamic", "torch_prune"):
+        model, masks, optimizer, batches = _setup(cfg, data, variant)
+        setups[variant] = (model, batches, optimizer, masks)
+    return _interleaved(setups, repeats)
+
+
+def data_path_overhead(cfg, data: Data, repeats: int) -> dict[str, float]:
+    model, masks, optimizer, batches = _setup(cfg, data, "dense")
+    fixed = FixedBatches([(x.clone(), y.clone()) for x, y in batches])
+    return _interleaved({"full": (model, batches, optimizer, masks), "in_memory": (model, fixed, optimizer, masks)},
+                        repeats)
+
+
+def _peak_rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def mask_update(model_name: str) -> dict[str, float]:
+    """Seconds and peak extra memory of one update (a dense network pruned to 50 %), and of the next (60 %)."""
+    torch.manual_seed(0)
+    masks = Masks(build_model(model_name, 3, 10, 32))
+    n = masks.total
+    resettable = Path("/proc/self/clear_refs").exists()
+    if resettable:
+        Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS mark to the current RSS
+    before = _peak_rss_bytes()
+    t0 = time.perf_counter()
+    masks.prune_to(0.5)
+    first = time.perf_counter() - t0
+    peak = _peak_rss_bytes() - before if resettable else float("nan")
+    t0 = time.perf_counter()
+    masks.prune_to(0.6)
+    second = time.perf_counter() - t0
+    assert masks.zeros() == round(0.6 * n)
+    return dict(weights=n, first_seconds=first, next_seconds=second, peak_extra_bytes=peak,
+                peak_extra_per_weight=peak / n)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dynprune.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("results/bench.json"))
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    machine = f"{hardware(torch.device('cpu'))}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    entries = []
+
+    def add(name, value, goal, detail):
+        entries.append(dict(name=name, value=value, goal=goal, machine=machine, detail=detail))
+        ok = "" if goal is None else ("  meets goal" if value <= goal else "  MISSES goal")
+        print(f"{name:58s} {value:8.3f}   goal {'-' if goal is None else f'<= {goal}':>7s}{ok}", flush=True)
+
+    print(f"machine: {machine}\n")
+    lenet = build(dict(dataset="mnist", model="lenet_300_100", init="kaiming_fan_in", batch_size=128,
+                       rotation=10, translate=0.1))
+    conv = build(dict(dataset="cifar10", model="resnet18", width=0.25, batch_size=128, crop_padding=4, hflip=True,
+                      rotation=15, jitter=0.2, jitter_hue=0.1, erasing=0.5))
+    for label, cfg, data in (("LeNet-300-100, 60k MNIST-sized", lenet.replace(rotation=0, translate=0),
+                              _random_data(60000, 1, 28)),
+                             ("ResNet-18 x0.25, 2048 CIFAR-sized", conv.replace(crop_padding=0, hflip=False, rotation=0,
+                                                                                jitter=0, jitter_hue=0, erasing=0),
+                              _random_data(2048, 3, 32))):
+        t = pruning_overhead(cfg, data, args.repeats)
+        add(f"{label}: dynamic / dense epoch", t["dynamic"] / t["dense"], 1.03, t)
+        add(f"{label}: dynamic / torch.nn.utils.prune epoch", t["dynamic"] / t["torch_prune"], 0.8, t)
+    for model_name in ("resnet18", "resnet34"):
+        m = mask_update(model_name)
+        add(f"mask update, {model_name} ({m['weights']:,} weights): seconds", m["first_seconds"], None, m)
+        add(f"mask update, {model_name}: peak extra bytes per weight", m["peak_extra_per_weight"], None, m)
+    try:
+        mnist = load_data(lenet.replace(download=False))
+    except Exception as e:  # no data here: say so, measure the rest
+        print(f"(skipping the LeNet data-path figure: {e})")
+        mnist = None
+    if mnist is not None:
+        t = data_path_overhead(lenet, mnist, args.repeats)
+        add("LeNet-300-100 / MNIST + rotation/translation: full / in-memory epoch", t["full"] / t["in_memory"], 1.3, t)
+    t = data_path_overhead(conv.replace(train_subset=0), _random_data(2048, 3, 32), args.repeats)
+    add("ResNet-18 x0.25 / 2048 CIFAR-sized + seed augmentations: full / in-memory", t["full"] / t["in_memory"], 1.3, t)
+    write_atomic(args.out, json.dumps(entries, indent=2))
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

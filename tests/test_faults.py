@@ -1,0 +1,147 @@
+"""Runs that survive faults: kill -9 and resume, refused checkpoints, a full disk, divergence, bad data."""
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from dynprune import checkpoint as checkpoint_module
+from dynprune import train as train_module
+from dynprune.checkpoint import TrainingError
+from dynprune.config import ConfigError
+from dynprune.data import DataError, load_data
+from dynprune.train import train
+
+from conftest import in_memory_data, make_mnist, tiny_config
+
+COMMAND = [sys.executable, "-m", "dynprune", "train", "--dataset", "mnist", "--model", "lenet_300_100", "--init",
+           "kaiming_fan_in", "--epochs", "8", "--batch-size", "16", "--lr", "0.05", "--final-sparsity", "0.9",
+           "--val-fraction", "0.1", "--no-download", "--device", "cpu", "--rotation", "10"]
+
+
+def _history_without_times(path):
+    rows = (path / "history.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    keep = [i for i, c in enumerate(header) if c != "seconds"]
+    return [[r.split(",")[i] for i in keep] for r in rows]
+
+
+def test_a_run_killed_mid_epoch_resumes_to_exactly_the_uninterrupted_result(tmp_path):
+    data = make_mnist(tmp_path / "data", n_train=4000, n_test=200)
+    env = os.environ | {"DYNPRUNE_DATA": str(data), "DYNPRUNE_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run(COMMAND + ["--out", str(whole)], env=env, check=True, capture_output=True, timeout=300)
+
+    proc = subprocess.Popen(COMMAND + ["--out", str(killed)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    checkpoint = killed / "checkpoint.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait for the second epoch's checkpoint, then kill in the third epoch
+        if checkpoint.is_file() and len(torch.load(checkpoint, weights_only=False)["history"]) >= 2:
+            break
+        time.sleep(0.05)
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert checkpoint.is_file() and not (killed / "summary.json").exists()
+
+    resumed = subprocess.run(COMMAND + ["--out", str(killed)], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stdout
+    assert _history_without_times(killed) == _history_without_times(whole)
+    a = torch.load(whole / "ticket.pt", weights_only=False)
+    b = torch.load(killed / "ticket.pt", weights_only=False)
+    assert all(torch.equal(a["masks"][n], b["masks"][n]) for n in a["masks"])
+    assert all(torch.equal(a["state_dict"][n], b["state_dict"][n]) for n in a["state_dict"])
+    import json
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (whole, killed))
+    assert sa["test_accuracy"] == sb["test_accuracy"] and sa["sparsity"] == sb["sparsity"]
+    assert not checkpoint.exists(), "a finished run leaves no checkpoint behind"
+
+
+def test_a_checkpoint_of_another_configuration_is_refused(tmp_path):
+    data, path = in_memory_data(), tmp_path / "checkpoint.pt"
+    cfg = tiny_config(epochs=2)
+    train(cfg, data, log=lambda _: None, checkpoint=path)
+    with pytest.raises(ConfigError) as e:
+        train(cfg.replace(lr=0.01), data, log=lambda _: None, checkpoint=path)
+    assert "different parameters (lr)" in str(e.value) and "\n" not in str(e.value)
+    path.write_bytes(b"garbage")
+    with pytest.raises(ConfigError, match="cannot be read"):
+        train(cfg, data, log=lambda _: None, checkpoint=path)
+
+
+def test_a_checkpoint_of_another_version_is_refused(tmp_path, monkeypatch):
+    data, path = in_memory_data(), tmp_path / "checkpoint.pt"
+    train(tiny_config(epochs=2), data, log=lambda _: None, checkpoint=path)
+    monkeypatch.setattr(checkpoint_module, "__version__", "99.0")
+    with pytest.raises(ConfigError, match="was written by .* delete it"):
+        train(tiny_config(epochs=2), data, log=lambda _: None, checkpoint=path)
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    data, path = in_memory_data(), tmp_path / "checkpoint.pt"
+    cfg = tiny_config(epochs=3)
+    saves = []
+    real_save = checkpoint_module.save
+
+    def save_then_fill_the_disk(*args):
+        if saves:
+            def no_space(fd):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            monkeypatch.setattr(os, "fsync", no_space)
+        saves.append(path.read_bytes() if path.exists() else None)
+        real_save(*args)
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_fill_the_disk)
+    with pytest.raises(TrainingError) as e:
+        train(cfg, data, log=lambda _: None, checkpoint=path)
+    assert "No space left on device" in str(e.value) and "previous checkpoint is intact" in str(e.value)
+    assert path.read_bytes() == saves[1], "the epoch-1 checkpoint must survive the failed write"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_divergence_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    data, path = in_memory_data(), tmp_path / "checkpoint.pt"
+    real_epoch = train_module.train_epoch
+
+    def poison_third_epoch(model, *args, **kwargs):
+        if kwargs.get("epoch", args[-1] if args else 0) == 2:
+            with torch.no_grad():
+                next(p for n, p in model.named_parameters() if n.endswith("bias")).fill_(float("nan"))
+        return real_epoch(model, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_epoch", poison_third_epoch)
+    with pytest.raises(TrainingError) as e:
+        train(tiny_config(epochs=5), data, log=lambda _: None, checkpoint=path)
+    assert "the loss became nan in epoch 3, step 1" in str(e.value)
+    assert len(torch.load(path, weights_only=False)["history"]) == 2
+
+
+def test_corrupt_torchvision_files_are_named(tmp_path, monkeypatch):
+    root = make_mnist(tmp_path / "data")
+    monkeypatch.setenv("DYNPRUNE_CACHE", str(tmp_path / "cache"))
+    (root / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").write_bytes(b"not the real file")
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz does not match torchvision's checksum"):
+        load_data(tiny_config(data_root=str(root)))
+    (root / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").unlink()
+    images = root / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:5000])
+    with pytest.raises(DataError, match="missing, truncated or corrupt"):
+        load_data(tiny_config(data_root=str(root)))
+
+
+def test_tree_with_no_classes_or_an_empty_class(tmp_path, monkeypatch):
+    monkeypatch.setenv("DYNPRUNE_CACHE", str(tmp_path / "cache"))
+    for split in ("train", "test"):
+        (tmp_path / "cifar10" / split).mkdir(parents=True)
+    with pytest.raises(DataError, match="has no class folders"):
+        load_data(tiny_config(dataset="cifar10", data_root=str(tmp_path)))
+    for split in ("train", "test"):
+        (tmp_path / "cifar10" / split / "cat").mkdir()
+    with pytest.raises(DataError, match="has no images"):
+        load_data(tiny_config(dataset="cifar10", data_root=str(tmp_path)))
