@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
-from .config import Config
+from .config import Config, ConfigError
 from .data import Data
 from .models import build_model
 from .pruning import Masks
-from .records import csv_text, save_run, summarize, write_atomic
+from .records import csv_text, hardware, save_run, write_atomic
 from .train import Run, train
 
 LEVEL_COLUMNS = ["level", "target_sparsity", "sparsity", "test_accuracy", "final_train_accuracy",
@@ -74,7 +74,7 @@ def run_imp(cfg: Config, data: Data, run_dir: Path, profile: str, log=print) -> 
             masks = prune_trained(cfg, data, trained, masks, target)
         log(f"level {level}: sparsity {target:.4f}, " + ("dense" if level == 0 else f"rewound to step {cfg.rewind_step}"))
         checkpoint = path.with_suffix(".checkpoint.pt")
-        run = train(cfg, data, log, init_state=start_state, masks=masks, checkpoint=checkpoint)
+        run = train(cfg, data, log, init_state=start_state, fixed_masks=masks, checkpoint=checkpoint)
         if level == 0:  # the weights every later level rewinds to
             start_state = run.rewind_state if cfg.rewind_step > 0 else run.init_state
         masks, trained = run.masks.state_dict(), {k: v.cpu() for k, v in run.model.state_dict().items()}
@@ -88,13 +88,10 @@ def run_imp(cfg: Config, data: Data, run_dir: Path, profile: str, log=print) -> 
             total += r["train_" + key] if key != "epochs" else r["epochs"]
             r["cumulative_" + key] = total
     write_atomic(run_dir / "levels.csv", csv_text(records, LEVEL_COLUMNS))
-    summary = save_run(run, run_dir, profile)
-    last = records[-1]
-    summary |= dict(test_accuracy=last["test_accuracy"], epochs=last["cumulative_epochs"],
-                    train_seconds=last["cumulative_seconds"], train_flops=last["cumulative_flops"],
-                    train_flops_sparse=last["cumulative_flops_sparse"], levels=records)
-    write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
-    return summary
+    last = records[-1]  # the cost of a ticket is every cycle it took
+    return save_run(run, run_dir, profile, extra=dict(
+        test_accuracy=last["test_accuracy"], epochs=last["cumulative_epochs"], train_seconds=last["cumulative_seconds"],
+        train_flops=last["cumulative_flops"], train_flops_sparse=last["cumulative_flops_sparse"], levels=records))
 
 
 def _network(cfg: Config, data: Data, state: dict, masks: dict | None):
@@ -127,33 +124,36 @@ def shuffled_masks(masks: dict, seed: int) -> dict:
     return {n: m.flatten()[torch.randperm(m.numel(), generator=g)].view_as(m) for n, m in masks.items()}
 
 
-TICKET_VARIANTS = ("rewind_init", "rewind_k", "reinit", "random_mask")
+def fresh_init(cfg: Config, data: Data, seed: int) -> dict:
+    torch.manual_seed(seed)
+    return build_model(cfg.model, data.channels, len(data.classes), data.side, cfg.width, cfg.init).state_dict()
 
 
 def check_ticket(cfg: Config, data: Data, source_dir: Path, run_dir: Path, profile: str, log=print) -> dict:
     """Retrain the final mask of the dynamic run in `source_dir` four ways; returns test accuracy per variant."""
     ticket = torch.load(Path(source_dir) / "ticket.pt", weights_only=False)
     source = ticket["params"]
-    for key in ("dataset", "model", "width", "init", "seed", "train_subset"):
+    for key in ("dataset", "model", "width", "init", "seed", "train_subset", "val_fraction"):
         if source[key] != getattr(cfg, key):
-            raise ValueError(f"ticket_check: {key} is {getattr(cfg, key)!r} here but {source[key]!r} in {source_dir}")
+            raise ConfigError(f"ticket_check: parameter '{key}' is {getattr(cfg, key)!r} here but {source[key]!r} in "
+                              f"{source_dir}; a ticket is retrained on the network and data it was found on")
     starts = {"rewind_init": (ticket["init_state"], ticket["masks"]),
               "rewind_k": (ticket["rewind_state"], ticket["masks"]),
-              "reinit": (None, ticket["masks"]),
+              "reinit": (fresh_init(cfg, data, cfg.seed + 1000), ticket["masks"]),  # same data order, new weights
               "random_mask": (ticket["init_state"], shuffled_masks(ticket["masks"], cfg.seed + 4))}
     if ticket["rewind_state"] is None:
         del starts["rewind_k"]
     results = {}
     for variant, (state, masks) in starts.items():
-        vcfg = cfg.replace(seed=cfg.seed + 1000) if variant == "reinit" else cfg  # a fresh initialisation
         log(f"-- {variant}")
-        run = train(vcfg, data, log, init_state=state, masks=masks,
+        run = train(cfg, data, log, init_state=state, fixed_masks=masks,
                     checkpoint=Path(run_dir) / variant / "checkpoint.pt")
         results[variant] = save_run(run, Path(run_dir) / variant, profile)
-    summary = summarize(run, profile) | dict(
-        ticket_from=str(source_dir), source_test_accuracy=json.loads((Path(source_dir) / "summary.json").read_text())[
-            "test_accuracy"], variants={v: r["test_accuracy"] for v, r in results.items()},
-        epochs=sum(r["epochs"] for r in results.values()),
-        train_seconds=sum(r["train_seconds"] for r in results.values()))
+    summary = dict(
+        name=cfg.name, profile=profile, method=cfg.method, seed=cfg.seed, ticket_from=str(source_dir),
+        source_test_accuracy=json.loads((Path(source_dir) / "summary.json").read_text())["test_accuracy"],
+        variants={v: r["test_accuracy"] for v, r in results.items()}, sparsity=run.masks.sparsity(),
+        epochs=sum(r["epochs"] for r in results.values()), train_seconds=sum(r["train_seconds"] for r in results.values()),
+        hardware=hardware(run.device), device=str(run.device), params=cfg.to_dict())
     write_atomic(Path(run_dir) / "summary.json", json.dumps(summary, indent=2))
     return summary

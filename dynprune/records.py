@@ -109,8 +109,9 @@ def summarize(run, profile: str) -> dict:
         finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), params=cfg.to_dict())
 
 
-def save_run(run, run_dir: Path, profile: str, figures: dict | None = None) -> dict:
-    """Write the whole run folder; the summary goes last so its presence means 'finished'."""
+def save_run(run, run_dir: Path, profile: str, figures: dict | None = None, extra: dict | None = None) -> dict:
+    """Write the whole run folder; the summary (with `extra` merged in) goes last so its presence means
+    'finished'."""
     run_dir = Path(run_dir)
     (run_dir / "summary.json").unlink(missing_ok=True)
     write_atomic(run_dir / "history.csv", csv_text(run.history, HISTORY_COLUMNS))
@@ -125,7 +126,7 @@ def save_run(run, run_dir: Path, profile: str, figures: dict | None = None) -> d
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
         write_atomic(run_dir / "figures" / f"{name}.png", buf.getvalue())
-    summary = summarize(run, profile)
+    summary = summarize(run, profile) | (extra or {})
     write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
     (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # finished: nothing left to resume
     return summary

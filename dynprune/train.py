@@ -141,9 +141,9 @@ def prune_at_init(cfg: Config, model, masks: Masks, data: Data, device, channels
 
 
 def train(cfg: Config, data: Data | None = None, log=print, *, init_state: dict | None = None,
-          masks: dict | None = None, checkpoint: Path | None = None) -> Run:
+          fixed_masks: dict | None = None, checkpoint: Path | None = None) -> Run:
     """One training run. `dynamic` prunes by the schedule; the at-init methods prune once before the
-    first step; `imp` / `ticket_check` train with the given fixed `masks` (None: dense) from `init_state`.
+    first step; `imp` / `ticket_check` train with `fixed_masks` (None: dense) from `init_state`.
     With a `checkpoint` path, the run saves itself there after every epoch and, started again, resumes."""
     device = pick_device(cfg.device)
     data = data if data is not None else load_data(cfg)
@@ -160,8 +160,8 @@ def train(cfg: Config, data: Data | None = None, log=print, *, init_state: dict 
     train_loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     eval_loss_fn = nn.CrossEntropyLoss()
     run = Run(cfg, model, mask, data, device, init_state=_state(model))
-    if masks is not None:
-        mask.load_state_dict(masks)
+    if fixed_masks is not None:
+        mask.load_state_dict(fixed_masks)
     elif cfg.method in AT_INIT:
         prune_at_init(cfg, model, mask, data, device, channels_last, train_loss_fn)
     scheduled = cfg.method == "dynamic"

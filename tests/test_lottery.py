@@ -71,7 +71,7 @@ def test_rewinding_restores_exactly_the_saved_weights_under_the_mask(monkeypatch
         return model
 
     monkeypatch.setattr(train_module, "build_model", build_and_record)
-    train(cfg, data, log=lambda _: None, init_state=dense.rewind_state, masks=masks)
+    train(cfg, data, log=lambda _: None, init_state=dense.rewind_state, fixed_masks=masks)
     for key, saved in dense.rewind_state.items():
         expected = saved * masks[key] if key in masks else saved
         assert torch.equal(first_forward[key], expected), key
