@@ -89,9 +89,14 @@ def verdict_text(v: dict, tolerance: float) -> str:
     rows = [("dense", *_fmt(v["dense"]))] + [(name, *_fmt(ms)) for name, ms in v["variants"].items()]
     answer = "**yes**" if v["winning"] else "**no**"
     return (markdown_table(["retrained from", "test accuracy (%)", "n"], rows) + "\n\n"
-            f"Winning ticket? {answer}: {v['rewound']} retrains to {v['gap_to_dense']:+.2f} points below dense "
-            f"(a winning ticket is within {tolerance}) and {v['margin_over_reinit']:+.2f} points above a fresh "
-            f"initialisation with the same mask (it must be clearly above).")
+            f"Winning ticket? {answer}: retrained from {v['rewound']}, the mask reaches {_points(-v['gap_to_dense'])} "
+            f"dense (a winning ticket is within {tolerance} points below) and {_points(v['margin_over_reinit'])} a "
+            f"fresh initialisation with the same mask (a winning ticket is clearly above: by more than 0.5 points and "
+            f"two standard deviations of the difference).")
+
+
+def _points(diff: float) -> str:
+    return f"{abs(diff):.2f} points {'above' if diff >= 0 else 'below'}"
 
 
 def _fmt(ms: tuple[float, float, int]) -> tuple[str, int]:
