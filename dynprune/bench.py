@@ -29,6 +29,10 @@ class FixedBatches:
     def __init__(self, batches: list[tuple[torch.Tensor, torch.Tensor]]):
         self.batches = batches
         self.y = torch.cat([y for _, y in batches])
+        self.batch_size = len(batches[0][1])
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
     def __iter__(self):
         return iter(self.batches)
@@ -45,16 +49,16 @@ def _random_data(n: int, channels: int, side: int, seed: int = 0) -> Data:
 def _setup(cfg, data: Data, variant: str):
     torch.manual_seed(0)
     model = build_model(cfg.model, data.channels, 10, data.side, cfg.width, cfg.init)
-    channels_last = any(isinstance(m, nn.Conv2d) for m in model.modules())
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
     masks = Masks(model)
     if variant == "dynamic":
         masks.prune_to(0.8)
-    elif variant == "torch_prune":
+    elif variant == "torch_prune":  # before the layout change: prune's flattening needs contiguous weights
         params = [(m, "weight") for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
         torch_prune.global_unstructured(params, pruning_method=torch_prune.L1Unstructured, amount=0.8)
         masks = Masks(nn.Linear(1, 1))  # nothing to mask: PyTorch's hooks do it
+    channels_last = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     batches, _, _ = make_batches(cfg, data, torch.device("cpu"), channels_last)
     return model, masks, optimizer, batches
