@@ -131,11 +131,6 @@ class BatchAugment:
     def __init__(self, cfg):
         self.cfg = cfg
 
-    @property
-    def active(self) -> bool:
-        c = self.cfg
-        return bool(c.crop_padding or c.hflip or c.rotation or c.translate or c.jitter or c.jitter_hue or c.erasing)
-
     def before_normalize(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         c = self.cfg
         if c.crop_padding:

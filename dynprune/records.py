@@ -1,11 +1,13 @@
-"""Run folders: everything about one run, written so that `summary.json` appears last.
+"""Run folders: everything about one run (one seed), written so that `summary.json` appears last.
 
-    <run>/summary.json      headline numbers + the resolved parameters (present = the run finished)
-    <run>/history.csv       one row per epoch
-    <run>/layers.csv        per-layer sparsity of the final masks
-    <run>/environment.json  versions, device, hardware, git commit
-    <run>/ticket.pt         final masks (bool) and the sparse weights
-    <run>/figures/*.png
+    results/<profile>/<notebook>/<name>/seed<k>/
+        summary.json      headline numbers + the resolved parameters (present = the run finished)
+        history.csv       one row per epoch
+        layers.csv        per-layer sparsity of the final masks
+        environment.json  versions, device, hardware, git commit
+        ticket.pt         final masks (bool), sparse weights, initial and step-k weights
+        figures/*.png
+        checkpoint.pt     only while the run is unfinished
 """
 from __future__ import annotations
 
@@ -130,11 +132,6 @@ def save_run(run, run_dir: Path, profile: str, figures: dict | None = None, extr
     write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
     (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # finished: nothing left to resume
     return summary
-
-
-def load_summary(run_dir: Path) -> dict | None:
-    path = Path(run_dir) / "summary.json"
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def markdown_table(header: list[str], rows: list) -> str:
