@@ -6,7 +6,6 @@ it: same parameters, same dynprune and torch versions; anything else is refused.
 """
 from __future__ import annotations
 
-import io
 import random
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import torch
 
 from . import __version__
 from .config import ConfigError
-from .records import write_atomic
+from .records import save_torch_atomic
 
 
 class TrainingError(RuntimeError):
@@ -31,10 +30,8 @@ def save(path: Path, run, optimizer, lr_schedule, order: torch.Generator, second
                  lr_schedule=lr_schedule.state_dict(), order=order.get_state(), torch_rng=torch.get_rng_state(),
                  cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                  python_rng=random.getstate(), init_state=run.init_state, rewind_state=run.rewind_state)
-    buf = io.BytesIO()
-    torch.save(state, buf)
     try:
-        write_atomic(path, buf.getvalue())
+        save_torch_atomic(path, state)
     except OSError as e:
         raise TrainingError(f"cannot write checkpoint {path} ({e.strerror or e}); the previous checkpoint is intact: "
                             f"free space (or fix permissions) and run the same command again to resume") from None

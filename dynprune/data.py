@@ -18,6 +18,7 @@ import torchvision
 from PIL import Image
 
 from .augment import BatchAugment
+from .records import save_torch_atomic
 
 TORCHVISION = {"mnist": (torchvision.datasets.MNIST, "MNIST/raw"),
                "fashion_mnist": (torchvision.datasets.FashionMNIST, "FashionMNIST/raw"),
@@ -68,10 +69,9 @@ def _as_nchw(images) -> torch.Tensor:
 
 def _verify_checksums(cls, folder: Path) -> None:
     """torchvision lists the md5 of every file it downloads; a present file with another md5 is corrupt."""
-    for entry in getattr(cls, "resources", []) or []:
-        filename, md5 = (entry[0].rsplit("/", 1)[-1], entry[1]) if isinstance(entry, tuple) else (None, None)
-        path = folder / filename if filename else None
-        if path is not None and path.is_file() and not torchvision.datasets.utils.check_integrity(str(path), md5):
+    for filename, md5 in getattr(cls, "resources", []):  # MNIST-style sets; CIFAR-10 checks itself on load
+        path = folder / filename
+        if path.is_file() and not torchvision.datasets.utils.check_integrity(str(path), md5):
             raise DataError(f"{path} does not match torchvision's checksum (truncated or corrupt); "
                             f"delete it and let torchvision download it again, or copy it anew")
 
@@ -151,10 +151,7 @@ def _cached(name: str, folder: Path, read):
         except Exception:  # a damaged cache file is rebuilt, never trusted
             path.unlink(missing_ok=True)
     loaded = read()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(loaded, tmp)
-    os.replace(tmp, path)
+    save_torch_atomic(path, loaded)
     return loaded
 
 

@@ -10,7 +10,6 @@ step-k) weights, from a fresh initialisation, and as a random mask with the same
 """
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from .config import Config, ConfigError
 from .data import Data
 from .models import build_model
 from .pruning import Masks
-from .records import csv_text, hardware, save_run, write_atomic
+from .records import csv_text, hardware, save_run, save_torch_atomic, write_atomic
 from .train import Run, train
 
 LEVEL_COLUMNS = ["level", "target_sparsity", "sparsity", "test_accuracy", "final_train_accuracy",
@@ -37,12 +36,6 @@ def imp_levels(final: float, rate: float, stops=()) -> list[float]:
         s = min(1 - (1 - s) * (1 - rate), nearest_stop)
         levels.append(s)
     return levels
-
-
-def _save_torch(path: Path, obj) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    write_atomic(path, buf.getvalue())
 
 
 def _level_record(level: int, run: Run) -> dict:
@@ -79,7 +72,7 @@ def run_imp(cfg: Config, data: Data, run_dir: Path, profile: str, log=print) -> 
             start_state = run.rewind_state if cfg.rewind_step > 0 else run.init_state
         masks, trained = run.masks.state_dict(), {k: v.cpu() for k, v in run.model.state_dict().items()}
         records.append(_level_record(level, run))
-        _save_torch(path, dict(params=cfg.to_dict(), record=records[-1], masks=masks, start_state=start_state,
+        save_torch_atomic(path, dict(params=cfg.to_dict(), record=records[-1], masks=masks, start_state=start_state,
                                trained_state=trained, history=run.history))
         checkpoint.unlink(missing_ok=True)
     for key in ("epochs", "seconds", "flops", "flops_sparse"):

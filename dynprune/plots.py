@@ -80,14 +80,11 @@ def imp_levels(levels_by_run: dict[str, list[dict]]):
 
 
 def _grouped(rows: list[dict], x: str):
-    import statistics
-    groups: dict[str, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(r["method"], []).append(r)
-    for method, rs in groups.items():
-        acc = [r["test_accuracy"] for r in rs]
-        yield (method, statistics.fmean(r[x] for r in rs), statistics.fmean(acc),
-               statistics.stdev(acc) if len(acc) > 1 else 0.0)
+    """(method, mean of `x`, mean accuracy, its std) per method."""
+    from .compare import by_method, mean_std
+    for method, rs in by_method(rows).items():
+        accuracy, std, _ = mean_std([r["test_accuracy"] for r in rs])
+        yield method, mean_std([r[x] for r in rs])[0], accuracy, std
 
 
 def accuracy_vs_sparsity(rows: list[dict], summaries: list[dict]):

@@ -43,6 +43,12 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         raise
 
 
+def save_torch_atomic(path: Path, obj) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_atomic(path, buf.getvalue())
+
+
 def csv_text(rows: list[dict], columns: list[str]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, columns, extrasaction="ignore", lineterminator="\n")
@@ -120,10 +126,8 @@ def save_run(run, run_dir: Path, profile: str, figures: dict | None = None, extr
     layers = run.masks.layer_report()
     write_atomic(run_dir / "layers.csv", csv_text(layers, ["layer", "shape", "weights", "zeros", "sparsity"]))
     write_atomic(run_dir / "environment.json", json.dumps(environment(run.device), indent=2))
-    buf = io.BytesIO()
-    torch.save({"masks": run.masks.state_dict(), "state_dict": {k: v.cpu() for k, v in run.model.state_dict().items()},
-                "init_state": run.init_state, "rewind_state": run.rewind_state, "params": run.cfg.to_dict()}, buf)
-    write_atomic(run_dir / "ticket.pt", buf.getvalue())
+    save_torch_atomic(run_dir / "ticket.pt", {"masks": run.masks.state_dict(), "state_dict": {k: v.cpu() for k, v in run.model.state_dict().items()},
+                "init_state": run.init_state, "rewind_state": run.rewind_state, "params": run.cfg.to_dict()})
     for name, fig in (figures or {}).items():
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
