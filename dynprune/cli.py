@@ -22,6 +22,14 @@ def _optional(kind):
     return parse
 
 
+def _yaml(text: str):
+    import yaml
+    return yaml.safe_load(text)
+
+
+_yaml.__name__ = "YAML"
+
+
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("parameters (override the parameter file; see the Config dataclass)")
     for name, f in C.FIELDS.items():
@@ -34,6 +42,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif typing.get_origin(hint) is tuple:
             group.add_argument(flag, nargs="*", type=typing.get_args(hint)[0], **kw)
+        elif typing.get_origin(hint) is dict:  # --grid '{final_sparsity: [0.5, 0.9]}'
+            group.add_argument(flag, type=_yaml, metavar="YAML", **kw)
         elif typing.get_origin(hint) is typing.Union:
             kind = typing.get_args(hint)[0]
             group.add_argument(flag, type=_optional(kind), metavar=f"{kind.__name__.upper()}|none", **kw)
@@ -52,9 +62,12 @@ def cmd_train(args) -> None:
 
     cfg = C.resolve(args.params, args.profile, overrides_from(args))
     out = Path(args.out or Path("results") / "cli" / cfg.name)
-    run = train.train(cfg, checkpoint=out / "checkpoint.pt")
-    summary = records.save_run(run, out, args.profile, plots.run_figures(run))
-    print(f"wrote {out}/ (test accuracy {summary['test_accuracy']:.2f}%, sparsity {summary['sparsity']:.4f})")
+    runs = C.runs_of(cfg)
+    for one in runs:  # several seeds or a grid: one folder per run below `out`
+        folder = out / one.folder if len(runs) > 1 else out
+        run = train.train(one.cfg, checkpoint=folder / "checkpoint.pt")
+        summary = records.save_run(run, folder, args.profile, plots.run_figures(run))
+        print(f"wrote {folder}/ (test accuracy {summary['test_accuracy']:.2f}%, sparsity {summary['sparsity']:.4f})")
 
 
 def cmd_config(args) -> None:

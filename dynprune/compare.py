@@ -5,7 +5,7 @@ import json
 import statistics
 from pathlib import Path
 
-from .config import resolve, run_seeds
+from .config import resolve, runs_of
 
 COLUMNS = ["method", "experiment", "seed", "target_sparsity", "sparsity", "test_accuracy", "epochs",
            "train_seconds", "train_flops", "train_flops_sparse"]
@@ -26,20 +26,22 @@ def mean_std(values: list[float]) -> tuple[float, float, int]:
 
 
 def experiment_summaries(results: Path, experiment: str, params_root: Path) -> tuple[list[dict], list[int]]:
-    """(summaries found, seeds missing) for the seeds the experiment's parameter file lists now."""
+    """(summaries found, run folders missing) for the runs the experiment's parameter file lists now."""
     cfg = resolve(params_root / f"{experiment}.yaml", results.name)
     found, missing = [], []
-    for seed in run_seeds(cfg):
-        path = results / experiment / f"seed{seed}" / "summary.json"
+    for run in runs_of(cfg):
+        path = results / experiment / run.folder / "summary.json"
         if path.is_file():
-            found.append(json.loads(path.read_text()) | {"experiment": experiment})
+            found.append(json.loads(path.read_text()) | {"experiment": experiment, "grid_point": run.label})
         else:
-            missing.append(seed)
+            missing.append(run.folder)
     return found, missing
 
 
 def comparison_rows(summaries: list[dict]) -> list[dict]:
-    return [{"method": method_label(s["params"]), **{k: s.get(k) for k in COLUMNS if k != "method"}}
+    """One row per run; runs of a grid are told apart by their grid point."""
+    return [{"method": method_label(s["params"]) + (f" [{s['grid_point']}]" if s.get("grid_point") else ""),
+             **{k: s.get(k) for k in COLUMNS if k != "method"}}
             for s in summaries if s["params"]["method"] != "ticket_check"]
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import itertools
 import json
 import typing
 from dataclasses import dataclass
@@ -33,6 +35,8 @@ class ConfigError(ValueError):
 
 def _f(default, help: str, choices=None, low=None, high=None, low_open=False, high_open=False):
     meta = dict(help=help, choices=choices, low=low, high=high, low_open=low_open, high_open=high_open)
+    if isinstance(default, dict):  # a mutable default needs a factory
+        return dataclasses.field(default_factory=lambda: dict(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -46,6 +50,8 @@ class Config:
         low=0.0, high=100.0)
     seed: int = _f(42, "seed for initialisation, data order, validation split and augmentation")
     seeds: tuple[int, ...] = _f((), "run the experiment once per seed in this list (empty: once, with `seed`)")
+    grid: dict[str, tuple] = _f({}, "run every combination of these values, e.g. {final_sparsity: [0.5, 0.9]}; "
+                                "each combination, for each seed, is its own run in <name>/<key>=<value>/seed<k>")
     device: str = _f("auto", "where to train: auto picks cuda, then mps, then cpu", choices=DEVICES)
     precision: str = _f("fp32", "bf16 runs forward and loss under bfloat16 autocast (weights stay fp32)",
                         choices=("fp32", "bf16"))
@@ -120,7 +126,9 @@ class Config:
         return self.epochs if self.prune_end_epoch is None else self.prune_end_epoch
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        plain = {k: _plain(v) for k, v in dataclasses.asdict(self).items()}
+        plain["grid"] = {k: [_plain(x) for x in v] for k, v in self.grid.items()}
+        return plain
 
     def replace(self, **changes) -> "Config":
         return build(self.to_dict() | changes)
@@ -151,29 +159,46 @@ class ReportConfig:
         return dataclasses.asdict(self)
 
 
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+# A grid varies how a run trains; what names the run or multiplies it cannot vary inside one file.
+NOT_IN_GRID = ("name", "description", "reported_accuracy", "seed", "seeds", "grid", "method")
+
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _HINTS = typing.get_type_hints(Config)
 SCHEMAS = {"compare": CompareConfig, "report": ReportConfig}  # notebook -> parameter schema; every other notebook takes Config
 
 
+@functools.cache
 def _fields(schema) -> dict:
     return {f.name: f for f in dataclasses.fields(schema)}
 
 
+@functools.cache
+def _hints(schema) -> dict:
+    return typing.get_type_hints(schema)
+
+
 def describe_type(name: str, schema=Config) -> str:
-    hint = typing.get_type_hints(schema)[name]
+    hint = _hints(schema)[name]
     if typing.get_origin(hint) is tuple:
         return f"list of {typing.get_args(hint)[0].__name__}"
     if typing.get_origin(hint) is typing.Union:
         return f"{typing.get_args(hint)[0].__name__} or null"
+    if typing.get_origin(hint) is dict:
+        return "mapping of parameter -> list of values"
     return hint.__name__
 
 
 def _coerce(name: str, value, schema=Config):
     """Check one value's type; ints are accepted where floats are expected, nothing else is converted."""
-    hint = typing.get_type_hints(schema)[name]
+    hint = _hints(schema)[name]
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     wrong = ConfigError(f"parameter '{name}' must be of type {describe_type(name, schema)}, got {value!r}")
+    if origin is dict:
+        return _coerce_grid(value)
     if origin is typing.Union:  # Optional[int]
         return None if value is None else _coerce_scalar(args[0], value, wrong)
     if origin is tuple:
@@ -181,6 +206,29 @@ def _coerce(name: str, value, schema=Config):
             raise wrong
         return tuple(_coerce_scalar(args[0], v, wrong) for v in value)
     return _coerce_scalar(hint, value, wrong)
+
+
+def _coerce_grid(grid) -> dict:
+    """{field: [values]}; each value is checked as that field's value would be."""
+    if not isinstance(grid, dict):
+        raise ConfigError(f"parameter 'grid' must map parameter names to lists of values, e.g. "
+                          f"{{final_sparsity: [0.5, 0.9]}}; got {grid!r}")
+    checked = {}
+    for key, values in grid.items():
+        if key not in FIELDS:
+            raise unknown_key_error(key, "grid: ")
+        if key in NOT_IN_GRID:
+            raise ConfigError(f"grid: '{key}' cannot vary inside one parameter file (not in a grid: "
+                              f"{', '.join(NOT_IN_GRID)}); use seeds for seeds, another file for the rest")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"grid: '{key}' must be a non-empty list of values, e.g. {key}: [a, b]; got {values!r}")
+        typed = tuple(_coerce(key, v) for v in values)
+        for v in typed:
+            _check_range(key, v)
+        if len(set(typed)) != len(typed):
+            raise ConfigError(f"grid: '{key}' lists a value twice: {values}")
+        checked[key] = typed
+    return checked
 
 
 def _coerce_scalar(kind, value, wrong):
@@ -259,6 +307,11 @@ def validate(cfg: Config) -> None:
         raise ConfigError("method 'ticket_check' needs ticket_from, e.g. dynamic_pruning/lenet_mnist_s80")
     if len(set(cfg.seeds)) != len(cfg.seeds):
         raise ConfigError(f"parameter 'seeds' lists a seed twice: {list(cfg.seeds)}")
+    for point in grid_points(cfg) if cfg.grid else ():  # every combination must be a valid run on its own
+        try:
+            cfg.replace(**point, grid={})
+        except ConfigError as e:
+            raise ConfigError(f"grid point {point_label(point)}: {e}") from None
 
 
 # -- parameter files and profiles -------------------------------------------------------------------
@@ -333,6 +386,37 @@ def resolve(params_file=None, profile: str = "paper", overrides: dict | None = N
 
 def run_seeds(cfg: Config) -> list[int]:
     return list(cfg.seeds) or [cfg.seed]
+
+
+def grid_points(cfg: Config) -> list[dict]:
+    """Every combination of the grid's values, in file order ([{}] without a grid)."""
+    return [dict(zip(cfg.grid, values)) for values in itertools.product(*cfg.grid.values())]
+
+
+def point_label(point: dict) -> str:
+    """{'final_sparsity': 0.9, 'lr': 0.01} -> 'final_sparsity=0.9,lr=0.01' (also the run's folder name)."""
+    def text(v):
+        return "+".join(map(text, v)) if isinstance(v, tuple) else f"{v:g}" if isinstance(v, float) else str(v)
+    return ",".join(f"{k}={text(v)}" for k, v in point.items())
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of an experiment: one seed at one grid point."""
+    cfg: Config      # what trains: seeds and grid resolved away
+    point: dict      # the grid values of this run ({} without a grid)
+    folder: str      # relative to the experiment's folder: [<point>/]seed<k>
+
+    @property
+    def label(self) -> str:
+        return point_label(self.point)
+
+
+def runs_of(cfg: Config) -> list[Run]:
+    """The runs a parameter file asks for: every grid point times every seed."""
+    return [Run(cfg.replace(**point, seed=seed, seeds=[], grid={}), point,
+                "/".join(filter(None, (point_label(point), f"seed{seed}"))))
+            for point in grid_points(cfg) for seed in run_seeds(cfg)]
 
 
 def dumps(cfg) -> str:

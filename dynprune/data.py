@@ -14,15 +14,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision
 from PIL import Image
 
 from .augment import BatchAugment
 from .records import save_torch_atomic
 
-TORCHVISION = {"mnist": (torchvision.datasets.MNIST, "MNIST/raw"),
-               "fashion_mnist": (torchvision.datasets.FashionMNIST, "FashionMNIST/raw"),
-               "cifar10": (torchvision.datasets.CIFAR10, "cifar-10-batches-py")}
+# data set -> (torchvision's class for it, the folder its files are in). torchvision is imported only to
+# read or download those files (2 s per process): a run served from the tensor cache never needs it.
+TORCHVISION = {"mnist": ("MNIST", "MNIST/raw"),
+               "fashion_mnist": ("FashionMNIST", "FashionMNIST/raw"),
+               "cifar10": ("CIFAR10", "cifar-10-batches-py")}
 NORMALIZE = {"mnist": ((0.1307,), (0.3081,)),
              "fashion_mnist": ((0.2860,), (0.3530,)),
              "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))}
@@ -69,15 +70,18 @@ def _as_nchw(images) -> torch.Tensor:
 
 def _verify_checksums(cls, folder: Path) -> None:
     """torchvision lists the md5 of every file it downloads; a present file with another md5 is corrupt."""
+    from torchvision.datasets.utils import check_integrity
     for filename, md5 in getattr(cls, "resources", []):  # MNIST-style sets; CIFAR-10 checks itself on load
         path = folder / filename
-        if path.is_file() and not torchvision.datasets.utils.check_integrity(str(path), md5):
+        if path.is_file() and not check_integrity(str(path), md5):
             raise DataError(f"{path} does not match torchvision's checksum (truncated or corrupt); "
                             f"delete it and let torchvision download it again, or copy it anew")
 
 
 def _read_torchvision(name: str, root: Path, download: bool):
-    cls, marker = TORCHVISION[name]
+    import torchvision
+    cls_name, marker = TORCHVISION[name]
+    cls = getattr(torchvision.datasets, cls_name)
     if (root / marker).exists():
         _verify_checksums(cls, root / marker)
     try:
@@ -133,12 +137,21 @@ CACHE_FORMAT = "v2"  # bump when the decoding changes: old cache files are then 
 
 
 def _fingerprint(folder: Path) -> str:
-    """Path, names, sizes and modification times of every file below `folder`."""
+    """Path, names, sizes and modification times of every file below `folder`. Every run pays this (60k
+    files for CIFAR-10), hence os.scandir and plain strings rather than pathlib."""
+    lines = []
+
+    def walk(path: str, prefix: str) -> None:
+        with os.scandir(path) as entries:
+            for e in entries:
+                if e.is_dir():
+                    walk(e.path, f"{prefix}{e.name}/")
+                elif e.is_file():
+                    st = e.stat()
+                    lines.append(f"{prefix}{e.name}:{st.st_size}:{st.st_mtime_ns}")
+    walk(str(folder), "")
     h = hashlib.sha1(f"{CACHE_FORMAT}:{folder.resolve()}".encode())
-    for f in sorted(folder.rglob("*")):
-        if f.is_file():
-            st = f.stat()
-            h.update(f"{f.relative_to(folder)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    h.update("\n".join(sorted(lines)).encode())
     return h.hexdigest()[:16]
 
 

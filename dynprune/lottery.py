@@ -50,6 +50,7 @@ def run_imp(cfg: Config, data: Data, run_dir: Path, profile: str, log=print) -> 
     """All levels of one seed. A level whose file exists (same parameters) is loaded, not retrained, and an
     unfinished level resumes from its checkpoint: a stopped run continues where it stopped."""
     run_dir = Path(run_dir)
+    (run_dir / "summary.json").unlink(missing_ok=True)  # written again once every level is done
     levels = imp_levels(cfg.final_sparsity, cfg.imp_rate, cfg.imp_stops)
     log(f"IMP to {cfg.final_sparsity}: {len(levels)} pruning rounds after the dense one: "
         + ", ".join(f"{s:.4f}" for s in levels))
@@ -124,6 +125,7 @@ def fresh_init(cfg: Config, data: Data, seed: int) -> dict:
 
 def check_ticket(cfg: Config, data: Data, source_dir: Path, run_dir: Path, profile: str, log=print) -> dict:
     """Retrain the final mask of the dynamic run in `source_dir` four ways; returns test accuracy per variant."""
+    (Path(run_dir) / "summary.json").unlink(missing_ok=True)  # written again once every variant is done
     ticket = torch.load(Path(source_dir) / "ticket.pt", weights_only=False)
     source = ticket["params"]
     for key in ("dataset", "model", "width", "init", "seed", "train_subset", "val_fraction"):

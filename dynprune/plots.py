@@ -128,21 +128,36 @@ def accuracy_vs_cost(rows: list[dict]):
     return fig
 
 
-def sparsity_sweep(points: list[tuple[float, float, float, int]]):
-    """Accuracy vs target sparsity with error bars; the dense run (sparsity 0) as a horizontal line."""
+def accuracy_vs(series: dict[str, list[tuple]], xlabel: str, title: str, baseline_at=None):
+    """Test accuracy (mean ± std over seeds) against one parameter, one line per series of (x, mean, std, n).
+    A point at x == `baseline_at` (sparsity 0: the dense run) is drawn as a horizontal line instead."""
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    dense = [p for p in points if p[0] == 0]
-    pruned = [p for p in points if p[0] > 0]
-    if pruned:
-        ax.errorbar([p[0] for p in pruned], [p[1] for p in pruned], yerr=[p[2] for p in pruned], fmt="o-", capsize=4,
-                    label="dynamic pruning")
-    if dense:
-        ax.axhline(dense[0][1], color="k", ls=":", label=f"dense ({dense[0][1]:.2f} %)")
-    ax.set(xlabel="final sparsity", ylabel="test accuracy (%)", title="ResNet-18 / CIFAR-10: accuracy vs sparsity")
+    for i, (label, points) in enumerate(series.items()):
+        points = sorted(points)
+        line = [p for p in points if p[0] != baseline_at]
+        if line:
+            ax.errorbar([p[0] for p in line], [p[1] for p in line], yerr=[p[2] for p in line], fmt="o-", capsize=4,
+                        color=f"C{i}", label=f"{label} (n={min(p[3] for p in line)}–{max(p[3] for p in line)})")
+        for p in points:
+            if p[0] == baseline_at:
+                ax.axhline(p[1], color=f"C{i}", ls=":", label=f"{label}: dense {p[1]:.2f} %")
+    ax.set(xlabel=xlabel, ylabel="test accuracy (%)", title=title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def accuracy_over_grid(groups: dict[str, list[dict]], key: str):
+    """A grid's result: accuracy against its parameter `key`, one line per combination of the other keys."""
+    from .compare import mean_std
+    series: dict[str, list[tuple]] = {}
+    for label, runs in groups.items():
+        rest = ",".join(part for part in label.split(",") if not part.startswith(f"{key}="))
+        series.setdefault(rest or "dynamic pruning", []).append(
+            (runs[0]["params"][key], *mean_std([r["test_accuracy"] for r in runs])))
+    return accuracy_vs(series, key, f"accuracy against {key} (mean ± std over seeds)",
+                       baseline_at=0.0 if key == "final_sparsity" else None)
 
 
 def studies(curves: dict[str, dict[str, list[dict]]]):

@@ -1,7 +1,8 @@
 """Run folders: everything about one run (one seed), written so that `summary.json` appears last.
 
-    results/<profile>/<notebook>/<name>/seed<k>/
-        summary.json      headline numbers + the resolved parameters (present = the run finished)
+    results/<profile>/<notebook>/<name>/[<grid point>/]seed<k>/
+        summary.json      headline numbers, the resolved parameters and the code fingerprint
+                          (present = the run finished)
         history.csv       one row per epoch
         layers.csv        per-layer sparsity of the final masks
         environment.json  versions, device, hardware, git commit
@@ -12,6 +13,8 @@
 from __future__ import annotations
 
 import csv
+import functools
+import hashlib
 import io
 import json
 import os
@@ -95,10 +98,39 @@ def git_commit() -> str | None:
 
 
 def environment(device: torch.device) -> dict:
-    import torchvision
-    return dict(python=sys.version.split()[0], torch=torch.__version__, torchvision=torchvision.__version__,
+    from importlib.metadata import version  # importing torchvision itself costs seconds
+    return dict(python=sys.version.split()[0], torch=torch.__version__, torchvision=version("torchvision"),
                 platform=platform.platform(), device=str(device), hardware=hardware(device),
                 threads=torch.get_num_threads(), git_commit=git_commit())
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """A hash of the dynprune sources: a finished run is reused only by the code that produced it."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def finished_summary(run_dir: Path, cfg) -> dict | None:
+    """The summary of a finished run with exactly these parameters and this code, else None. A summary
+    that does not match is deleted, so that nothing stale looks finished while the run is redone."""
+    path = Path(run_dir) / "summary.json"
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    if summary.get("params") == cfg.to_dict() and summary.get("code") == code_fingerprint():
+        return summary
+    path.unlink()
+    return None
+
+
+def load_run(run_dir: Path) -> dict:
+    """A finished run folder as plain rows: the summary plus `history` and `layers`."""
+    run_dir = Path(run_dir)
+    return json.loads((run_dir / "summary.json").read_text()) | {
+        "history": read_csv(run_dir / "history.csv"), "layers": read_csv(run_dir / "layers.csv")}
 
 
 def summarize(run, profile: str) -> dict:
@@ -114,7 +146,7 @@ def summarize(run, profile: str) -> dict:
         train_seconds=run.train_seconds, train_flops=run.train_flops, train_flops_sparse=run.train_flops_sparse,
         final_train_accuracy=last["train_accuracy"], final_val_accuracy=last["val_accuracy"],
         data_source=run.data.source, device=str(run.device), hardware=hardware(run.device),
-        finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), params=cfg.to_dict())
+        finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), code=code_fingerprint(), params=cfg.to_dict())
 
 
 def save_run(run, run_dir: Path, profile: str, figures: dict | None = None, extra: dict | None = None) -> dict:
@@ -129,13 +161,23 @@ def save_run(run, run_dir: Path, profile: str, figures: dict | None = None, extr
     save_torch_atomic(run_dir / "ticket.pt", {"masks": run.masks.state_dict(), "state_dict": {k: v.cpu() for k, v in run.model.state_dict().items()},
                 "init_state": run.init_state, "rewind_state": run.rewind_state, "params": run.cfg.to_dict()})
     for name, fig in (figures or {}).items():
+        import matplotlib.pyplot as plt
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
         write_atomic(run_dir / "figures" / f"{name}.png", buf.getvalue())
+        plt.close(fig)  # saved, not shown again: a notebook would otherwise draw every run's figures
     summary = summarize(run, profile) | (extra or {})
     write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
     (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # finished: nothing left to resume
     return summary
+
+
+def by_grid_point(runs: dict[str, dict]) -> dict[str, list[dict]]:
+    """{'final_sparsity=0.9/seed42': run, ...} -> {'final_sparsity=0.9': [runs of its seeds]} ('' without a grid)."""
+    groups: dict[str, list[dict]] = {}
+    for folder, run in runs.items():
+        groups.setdefault(folder.rpartition("/")[0], []).append(run)
+    return groups
 
 
 def markdown_table(header: list[str], rows: list) -> str:

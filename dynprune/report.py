@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from .compare import mean_std, method_table
-from .config import resolve, run_seeds
+from .config import resolve, runs_of
 from .records import read_csv
 
 SEED_EXPERIMENTS = ["cifar10_val", "cifar10_noval", "mnist_val", "mnist_noval", "cifar10_bs32", "cifar10_lr0.001",
@@ -29,36 +29,41 @@ STUDIES = {  # title -> (baseline, variants): each a dynamic_pruning experiment
 }
 
 
-def experiment_runs(results: Path, experiment: str, params_root: Path) -> tuple[list[dict], int]:
-    """(finished seed runs with their history, seeds the parameter file asks for)."""
+def experiment_runs(results: Path, experiment: str, params_root: Path) -> dict[str, tuple[list[dict], int]]:
+    """Per grid point ('' without a grid): (its finished runs with their history, seeds the file asks for).
+    Runs count only once their notebook has rendered."""
     cfg = resolve(params_root / f"{experiment}.yaml", results.name)
-    seeds = run_seeds(cfg)
-    runs = []
-    for seed in seeds:
-        folder = results / experiment / f"seed{seed}"
-        if (folder / "summary.json").is_file() and (results / f"{experiment}.ipynb").is_file():
-            runs.append(json.loads((folder / "summary.json").read_text()) | {"history": read_csv(folder / "history.csv")})
-    return runs, len(seeds)
+    rendered = (results / f"{experiment}.ipynb").is_file()
+    points: dict[str, tuple[list[dict], int]] = {}
+    for run in runs_of(cfg):
+        found, wanted = points.get(run.label, ([], 0))
+        folder = results / experiment / run.folder
+        if rendered and (folder / "summary.json").is_file():
+            found.append(json.loads((folder / "summary.json").read_text()) | {"history": read_csv(folder / "history.csv")})
+        points[run.label] = (found, wanted + 1)
+    return points
 
 
 def results_rows(results: Path, names: list[str], params_root: Path, link_prefix: str = "") -> list[tuple]:
-    """One row per experiment: the published number beside ours; a run that is not there shows as missing."""
+    """One row per experiment (and grid point): the published number beside ours; a run that is not there
+    shows as missing."""
     rows = []
     for name in names:
         experiment = f"dynamic_pruning/{name}"
         cfg = resolve(params_root / f"{experiment}.yaml", results.name)
-        runs, wanted = experiment_runs(results, experiment, params_root)
         theirs = "—" if cfg.reported_accuracy is None else f"{cfg.reported_accuracy:.2f}"
-        link = f"[notebook]({link_prefix}{experiment}.html)" if runs else ""
-        if not runs:
-            rows.append((name, cfg.description, theirs, "missing", f"{cfg.final_sparsity:g}", "", "", "", link))
-            continue
-        m, sd, n = mean_std([r["test_accuracy"] for r in runs])
-        ours = (f"{m:.2f} ± {sd:.2f} (n={n})" if n > 1 else f"{m:.2f} (n=1)") + (
-            "" if n == wanted else f", {wanted - n} seed(s) missing")
-        seconds = mean_std([r["train_seconds"] for r in runs])[0]
-        rows.append((name, cfg.description, theirs, ours, f"{runs[0]['sparsity']:.4f}", results.name,
-                     f"{runs[0]['hardware']} ({runs[0]['device']})", f"{seconds:.0f}", link))
+        for label, (runs, wanted) in experiment_runs(results, experiment, params_root).items():
+            title = f"{name} [{label}]" if label else name
+            link = f"[notebook]({link_prefix}{experiment}.html)" if runs else ""
+            if not runs:
+                rows.append((title, cfg.description, theirs, "missing", "", "", "", "", link))
+                continue
+            m, sd, n = mean_std([r["test_accuracy"] for r in runs])
+            ours = (f"{m:.2f} ± {sd:.2f} (n={n})" if n > 1 else f"{m:.2f} (n=1)") + (
+                "" if n == wanted else f", {wanted - n} seed(s) missing")
+            seconds = mean_std([r["train_seconds"] for r in runs])[0]
+            rows.append((title, cfg.description, theirs, ours, f"{runs[0]['sparsity']:.4f}", results.name,
+                         f"{runs[0]['hardware']} ({runs[0]['device']})", f"{seconds:.0f}", link))
     return rows
 
 
@@ -66,14 +71,29 @@ RESULT_HEADER = ["experiment", "what", "reported (%)", "ours: test accuracy (%)"
                  "train time per seed (s)", ""]
 
 
-def sweep_points(results: Path, params_root: Path) -> list[tuple[float, float, float, int]]:
-    """(target sparsity, mean, std, n) of the ResNet-18 sparsity sweep, dense included."""
-    points = []
-    for name in [n for n in PAPER_EXPERIMENTS if n.startswith("resnet18_")]:
-        runs, _ = experiment_runs(results, f"dynamic_pruning/{name}", params_root)
+def other_experiments(params_root: Path) -> list[str]:
+    """This project's own dynamic_pruning experiments: every file that is not one of the sources'."""
+    known = set(SEED_EXPERIMENTS) | set(PAPER_EXPERIMENTS)
+    return sorted(p.stem for p in (params_root / "dynamic_pruning").glob("*.yaml") if p.stem not in known)
+
+
+def sweep_series(results: Path, params_root: Path) -> dict[str, list[tuple[float, float, float, int]]]:
+    """Accuracy against final sparsity as (sparsity, mean, std, n): the later paper's ResNet-18 sweep (one file
+    per sparsity, dense included), and every experiment with a grid over final_sparsity."""
+    series: dict[str, list[tuple]] = {}
+    def add(label, runs):
         if runs:
-            points.append((runs[0]["target_sparsity"], *mean_std([r["test_accuracy"] for r in runs])))
-    return points
+            series.setdefault(label, []).append((runs[0]["target_sparsity"],
+                                                 *mean_std([r["test_accuracy"] for r in runs])))
+    for name in [n for n in PAPER_EXPERIMENTS if n.startswith("resnet18_")]:
+        for runs, _ in experiment_runs(results, f"dynamic_pruning/{name}", params_root).values():
+            add("ResNet-18 / CIFAR-10 (the later paper's sweep)", runs)
+    for name in other_experiments(params_root):
+        if "final_sparsity" in resolve(params_root / "dynamic_pruning" / f"{name}.yaml", results.name).grid:
+            for label, (runs, _) in experiment_runs(results, f"dynamic_pruning/{name}", params_root).items():
+                rest = ",".join(p for p in label.split(",") if not p.startswith("final_sparsity="))
+                add(f"{name} [{rest}]" if rest else name, runs)
+    return series
 
 
 def comparison_tables(results: Path) -> dict[str, str]:

@@ -50,10 +50,9 @@ def run_notebook(output: Path) -> None:
     for stale in (output, output.with_suffix(".html"), failed):
         stale.unlink(missing_ok=True)
     run_dir = output.with_suffix("")
-    # Nothing of an earlier run may look finished; what a run can resume from (IMP levels, checked
-    # against the parameters before use) stays.
-    for summary in run_dir.rglob("summary.json"):
-        summary.unlink()
+    # Run folders stay: a dynamic run that finished with the same parameters and code is reused, IMP
+    # levels and checkpoints are resumed from (each checked against the parameters before use), and the
+    # notebooks delete any summary they do not reuse before training again.
     output.parent.mkdir(parents=True, exist_ok=True)
 
     parameters = dict(experiment=str(experiment), profile=profile, run_dir=str(run_dir))

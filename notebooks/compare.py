@@ -47,7 +47,7 @@ summaries, missing = {}, []
 for name in cfg.inputs:
     found, absent = compare.experiment_summaries(inputs_dir, name, params_root)
     summaries[name] = found
-    missing += [f"{name} seed {s}" for s in absent]
+    missing += [f"{name}/{folder}" for folder in absent]
 print("missing (shown as missing, never filled in):", ", ".join(missing) or "nothing")
 
 # %% [markdown]

@@ -41,7 +41,7 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from dynprune import plots, records
-from dynprune.config import resolve, run_seeds
+from dynprune.config import resolve, runs_of
 from dynprune.data import load_data
 from dynprune.pruning import target_sparsity
 from dynprune.runner import PROJECT, params_file
@@ -63,44 +63,56 @@ schedule_figure = plots.schedule_preview(cfg, target_sparsity)
 
 # %% [markdown]
 # ## Training
-# One run per seed, each with its own validation split and data order. Each run saves a checkpoint after
-# every epoch and resumes from it when started again (after a kill, say). One line per epoch: achieved
-# sparsity (zeros in the masks over all prunable weights) next to the scheduled target, learning rate,
-# train loss / accuracy and, with a validation split, validation loss / accuracy.
+# One run per seed (and per grid point, when the file has a `grid`), each with its own validation split
+# and data order. A run that already finished with exactly these parameters and this version of the
+# `dynprune` code is read from its folder instead of trained again; an interrupted one resumes from its
+# checkpoint (saved after every epoch). One line per epoch: achieved sparsity (zeros in the masks over all
+# prunable weights) next to the scheduled target, learning rate, train loss / accuracy and, with a
+# validation split, validation loss / accuracy.
 
 # %%
-runs = {}
-for seed in run_seeds(cfg):
-    seed_cfg = cfg.replace(seed=seed, seeds=[])
-    data = load_data(seed_cfg)
-    print(f"data source: {data.source}")
-    runs[seed] = train(seed_cfg, data, checkpoint=run_dir / f"seed{seed}" / "checkpoint.pt")
+finished = {}  # run folder -> summary, history and layers of that run
+for run in runs_of(cfg):
+    folder = run_dir / run.folder
+    if records.finished_summary(folder, run.cfg) is not None:
+        print(f"{run.folder}: finished before with these parameters and this code; read from {folder}")
+    else:
+        data = load_data(run.cfg)
+        print(f"{run.folder}: data source: {data.source}")
+        trained = train(run.cfg, data, checkpoint=folder / "checkpoint.pt")
+        records.save_run(trained, folder, profile, plots.run_figures(trained) | {"schedule": plots.schedule_preview(run.cfg, target_sparsity)})
+    finished[run.folder] = records.load_run(folder)
 
 # %% [markdown]
 # ## Accuracy and loss
 
 # %%
-curves = plots.training_curves({f"seed {s}": r.history for s, r in runs.items()})
+curves = plots.training_curves({folder: r["history"] for folder, r in finished.items()})
 
 # %% [markdown]
 # ## Scheduled vs achieved sparsity
-# The achieved sparsity is counted from the masks; it must sit exactly on the target in every epoch.
+# The achieved sparsity is counted from the masks; it must sit exactly on the target in every epoch
+# (first run shown; every run's own figure is in its folder).
 
 # %%
-sparsity = plots.sparsity_curve(next(iter(runs.values())).history)
+first = next(iter(finished.values()))
+sparsity = plots.sparsity_curve(first["history"])
 
 # %% [markdown]
 # ## Where the zeros are
-# One global threshold lets layers end up with very different sparsities (first seed shown).
+# One global threshold lets layers end up with very different sparsities (first run shown).
 
 # %%
-layers = plots.layer_sparsity(next(iter(runs.values())).masks.layer_report())
+layers = plots.layer_sparsity(first["layers"])
 
 # %% [markdown]
 # ## Result
-# Test accuracy of each final model (never a best epoch), evaluated once.
+# Test accuracy of each final model (never a best epoch), evaluated once; with several seeds, their mean ±
+# sample standard deviation. With a grid, one table per grid point and the accuracy against the first
+# parameter of the grid.
 
 # %%
-figures = {"schedule": schedule_figure, "training_curves": curves, "sparsity": sparsity, "layer_sparsity": layers}
-summaries = {s: records.save_run(r, run_dir / f"seed{s}", profile, figures) for s, r in runs.items()}
-display(Markdown(records.results_table(list(summaries.values()), profile)))
+for label, summaries in records.by_grid_point(finished).items():
+    display(Markdown((f"### {label}\n\n" if label else "") + records.results_table(summaries, profile)))
+if cfg.grid:
+    grid_figure = plots.accuracy_over_grid(records.by_grid_point(finished), next(iter(cfg.grid)))

@@ -35,7 +35,7 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from dynprune import plots, records
-from dynprune.config import resolve, run_seeds
+from dynprune.config import resolve, runs_of
 from dynprune.data import load_data
 from dynprune.lottery import imp_levels, run_imp
 from dynprune.runner import PROJECT, params_file
@@ -54,11 +54,10 @@ print(f"{len(levels)} pruning rounds after the dense training, {len(levels) + 1}
 
 # %%
 summaries = {}
-for seed in run_seeds(cfg):
-    seed_cfg = cfg.replace(seed=seed, seeds=[])
-    data = load_data(seed_cfg)
-    print(f"data source: {data.source}")
-    summaries[seed] = run_imp(seed_cfg, data, run_dir / f"seed{seed}", profile)
+for run in runs_of(cfg):
+    data = load_data(run.cfg)
+    print(f"{run.folder}: data source: {data.source}")
+    summaries[run.folder] = run_imp(run.cfg, data, run_dir / run.folder, profile)
 
 # %% [markdown]
 # ## Accuracy at every level
@@ -66,7 +65,7 @@ for seed in run_seeds(cfg):
 # cumulative training cost of reaching it.
 
 # %%
-figure = plots.imp_levels({f"seed {s}": summary["levels"] for s, summary in summaries.items()})
+figure = plots.imp_levels({folder: summary["levels"] for folder, summary in summaries.items()})
 figure.savefig(run_dir / "imp_levels.png", dpi=110, bbox_inches="tight")
 
 # %%

@@ -62,22 +62,24 @@ def show(heading, notebook_md, index_md=None):
 
 # %%
 for heading, names in (("The seed's experiments", report.SEED_EXPERIMENTS),
-                       ("The later paper's experiments", report.PAPER_EXPERIMENTS)):
+                       ("The later paper's experiments", report.PAPER_EXPERIMENTS),
+                       ("This project's own experiments (no published number)", report.other_experiments(params_root))):
     show(heading, markdown_table(report.RESULT_HEADER, report.results_rows(results, names, params_root, "../")),
          markdown_table(report.RESULT_HEADER, report.results_rows(results, names, params_root)))
 
 # %% [markdown]
-# ## Accuracy against sparsity (the later paper's sweep)
+# ## Accuracy against sparsity
+# The later paper's ResNet-18 sweep (one parameter file per sparsity) and every experiment with a grid over
+# `final_sparsity`: mean ± standard deviation over seeds; the dense run of a series as a dotted line.
 
 # %%
-points = report.sweep_points(results, params_root)
-if points:
-    fig = plots.sparsity_sweep(points)
+series = report.sweep_series(results, params_root)
+if series:
+    fig = plots.accuracy_vs(series, "final sparsity", "accuracy against sparsity (mean ± std over seeds)", baseline_at=0.0)
     fig.savefig(run_dir / "sparsity_sweep.png", dpi=100, bbox_inches="tight")
-    sections.append(("Accuracy against sparsity (ResNet-18 / CIFAR-10)",
-                     f"![sweep]({run_dir.relative_to(results).as_posix()}/sparsity_sweep.png)"))
+    sections.append(("Accuracy against sparsity", f"![sweep]({run_dir.relative_to(results).as_posix()}/sparsity_sweep.png)"))
 else:
-    show("Accuracy against sparsity", "missing: no run of the sweep has finished")
+    show("Accuracy against sparsity", "missing: no run of a sparsity sweep has finished")
 
 # %% [markdown]
 # ## The hyperparameter studies
@@ -89,9 +91,9 @@ curves = {}
 for title, names in report.STUDIES.items():
     found = {}
     for name in names:
-        runs, _ = report.experiment_runs(results, f"dynamic_pruning/{name}", params_root)
-        if runs:
-            found[name] = runs[0]["history"]
+        first_point, _ = next(iter(report.experiment_runs(results, f"dynamic_pruning/{name}", params_root).values()))
+        if first_point:
+            found[name] = first_point[0]["history"]
     if found:
         curves[title] = found
 if curves:

@@ -39,7 +39,7 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from dynprune import records
-from dynprune.config import resolve, run_seeds
+from dynprune.config import resolve, runs_of
 from dynprune.data import load_data
 from dynprune.lottery import check_ticket
 from dynprune.runner import PROJECT, params_file
@@ -52,14 +52,13 @@ display(Markdown(f"**{cfg.name}** ({profile} profile): {cfg.description or 'no d
                  f"masks from `{inputs_dir / cfg.ticket_from}`"))
 
 # %%
-summaries = {}
-for seed in run_seeds(cfg):
-    seed_cfg = cfg.replace(seed=seed, seeds=[])
-    summaries[seed] = check_ticket(seed_cfg, load_data(seed_cfg), inputs_dir / cfg.ticket_from / f"seed{seed}",
-                                   run_dir / f"seed{seed}", profile)
+summaries = {}  # the masks of each run come from the same seed (and grid point) of the dynamic run
+for run in runs_of(cfg):
+    summaries[run.folder] = check_ticket(run.cfg, load_data(run.cfg), inputs_dir / cfg.ticket_from / run.folder,
+                                         run_dir / run.folder, profile)
 
 # %%
 variants = list(next(iter(summaries.values()))["variants"])
-rows = [(s, f"{summary['source_test_accuracy']:.2f}", *(f"{summary['variants'][v]:.2f}" for v in variants))
-        for s, summary in summaries.items()]
-display(Markdown(records.markdown_table(["seed", "dynamic run itself (%)", *(f"{v} (%)" for v in variants)], rows)))
+rows = [(folder, f"{summary['source_test_accuracy']:.2f}", *(f"{summary['variants'][v]:.2f}" for v in variants))
+        for folder, summary in summaries.items()]
+display(Markdown(records.markdown_table(["run", "dynamic run itself (%)", *(f"{v} (%)" for v in variants)], rows)))

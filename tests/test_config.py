@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from dynprune import cli
-from dynprune.config import ConfigError, build, resolve
+from dynprune.config import runs_of, ConfigError, build, resolve
 
 from conftest import PROJECT
 
@@ -63,6 +63,16 @@ BAD = [
     (dict(lr_schedule="step"), "allowed: cosine, onecycle, multistep, constant"),
     (dict(sparsity_schedule="exp"), "allowed: linear, cubic, oneshot"),
     (dict(lr_schedule="multistep"), "needs lr_milestones"),
+    (dict(grid=[0.5, 0.9]), "parameter 'grid' must map parameter names to lists of values"),
+    (dict(grid=dict(final_sparsty=[0.5])), "grid: unknown parameter 'final_sparsty' (did you mean 'final_sparsity'?)"),
+    (dict(grid=dict(seed=[1, 2])), "grid: 'seed' cannot vary inside one parameter file"),
+    (dict(grid=dict(final_sparsity=0.5)), "grid: 'final_sparsity' must be a non-empty list"),
+    (dict(grid=dict(final_sparsity=[])), "grid: 'final_sparsity' must be a non-empty list"),
+    (dict(grid=dict(final_sparsity=[0.5, 1.0])), "parameter 'final_sparsity' is 1.0; it must be >= 0.0 and < 1.0"),
+    (dict(grid=dict(final_sparsity=[0.5, 0.5])), "grid: 'final_sparsity' lists a value twice"),
+    (dict(grid=dict(model=["conv4", "resnet50"])), "parameter 'model' is 'resnet50'"),
+    (dict(epochs=30, grid=dict(epochs=[20, 40], prune_end_epoch=[30])),
+     "grid point epochs=20,prune_end_epoch=30: parameter 'prune_end_epoch' is 30 but the run has only 20 epochs"),
 ]
 
 
@@ -71,6 +81,19 @@ def test_bad_parameters_are_refused_with_one_line(values, message):
     with pytest.raises(ConfigError) as e:
         build(values)
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_grid_is_every_combination_times_every_seed_each_in_its_own_folder():
+    cfg = build(dict(seeds=[1, 2], grid=dict(final_sparsity=[0.5, 0.9], lr=[0.1, 0.01])))
+    runs = runs_of(cfg)
+    assert len(runs) == 8
+    assert runs[0].folder == "final_sparsity=0.5,lr=0.1/seed1" and runs[-1].folder == "final_sparsity=0.9,lr=0.01/seed2"
+    assert len({r.folder for r in runs}) == 8
+    for run in runs:
+        assert run.cfg.grid == {} and run.cfg.seeds == () and run.cfg.seed in (1, 2)
+        assert (run.cfg.final_sparsity, run.cfg.lr) == (run.point["final_sparsity"], run.point["lr"])
+    assert [r.folder for r in runs_of(build(dict(seed=7)))] == ["seed7"]  # no grid: the folders as before
+    assert build(dict(grid=dict(final_sparsity=[0, 0.9]))).grid == {"final_sparsity": (0.0, 0.9)}
 
 
 def test_ints_are_accepted_for_floats():

@@ -64,6 +64,45 @@ def test_dynamic_pruning_notebook_renders_a_complete_run(project):
     assert "Traceback" not in html
 
 
+def test_a_grid_renders_one_run_per_point_and_seed_and_reuses_the_finished_ones(project):
+    from dynprune import records
+    from dynprune.config import resolve, runs_of
+    params = project / "params" / "dynamic_pruning" / "tiny.yaml"
+    base = TINY.replace("epochs: 3", "epochs: 2") + "seeds: [1, 2]\n"
+    params.write_text(base + "grid: {final_sparsity: [0.5, 0.9]}\n")
+    assert render(project, "results/paper/dynamic_pruning/tiny.ipynb", project / "data").returncode == 0
+    out = project / "results" / "paper" / "dynamic_pruning"
+    first = {}
+    for point in ("final_sparsity=0.5", "final_sparsity=0.9"):
+        for seed in (1, 2):
+            summary = json.loads((out / "tiny" / point / f"seed{seed}" / "summary.json").read_text())
+            target = float(point.split("=")[1])
+            assert summary["sparsity"] == round(target * summary["prunable_weights"]) / summary["prunable_weights"]
+            assert summary["pruned_but_nonzero"] == 0 and summary["seed"] == seed and summary["params"]["grid"] == {}
+            first[point, seed] = summary["finished_at"], (out / "tiny" / point / f"seed{seed}" / "ticket.pt").stat().st_mtime_ns
+
+    params.write_text(base + "grid: {final_sparsity: [0.5, 0.9, 0.8]}\n")  # one more point: only it trains
+    proc = render(project, "results/paper/dynamic_pruning/tiny.ipynb", project / "data")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for (point, seed), (finished_at, mtime) in first.items():
+        folder = out / "tiny" / point / f"seed{seed}"
+        assert json.loads((folder / "summary.json").read_text())["finished_at"] == finished_at
+        assert (folder / "ticket.pt").stat().st_mtime_ns == mtime
+    html = (out / "tiny.html").read_text()
+    for point, seed in first:
+        assert f"{point}/seed{seed}: finished before with these parameters and this code" in html
+    assert "final_sparsity=0.8/seed2: data source" in html and "mean ± std (n=2)" in html
+    assert "Traceback" not in html
+
+    # a summary written by other code (or other parameters) is not reused: it is deleted and the run redone
+    run = runs_of(resolve(params, "paper"))[0]
+    folder = out / "tiny" / run.folder
+    assert records.finished_summary(folder, run.cfg)["test_accuracy"] > 0
+    summary = json.loads((folder / "summary.json").read_text())
+    (folder / "summary.json").write_text(json.dumps(summary | {"code": "older"}))
+    assert records.finished_summary(folder, run.cfg) is None and not (folder / "summary.json").exists()
+
+
 def test_a_failed_run_is_kept_for_inspection_and_never_taken_as_done(project):
     proc = render(project, "results/paper/dynamic_pruning/tiny.ipynb", project / "no-data-here")
     assert proc.returncode != 0

@@ -18,9 +18,9 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def fake_run(results: Path, experiment: str, seed: int, accuracy: float, sparsity: float):
+def fake_run(results: Path, experiment: str, seed: int, accuracy: float, sparsity: float, point: str = ""):
     """A finished run folder as the notebooks write it (the report only reads these files)."""
-    folder = results / experiment / f"seed{seed}"
+    folder = results / experiment / point / f"seed{seed}"
     folder.mkdir(parents=True)
     history = [dict(epoch=e, target_sparsity=sparsity, sparsity=sparsity, lr=0.1, train_loss=1.0,
                     train_accuracy=50 + 10 * e, val_loss=1.0, val_accuracy=45 + 10 * e, seconds=1.0,
@@ -42,6 +42,9 @@ def rendered(tmp_path):
     fake_run(results, "dynamic_pruning/resnet18_dense", 42, 33.0, 0.0)
     fake_run(results, "dynamic_pruning/cifar10_lr0.01", 42, 20.0, 0.8)  # no notebook: not finished
     (results / "dynamic_pruning" / "cifar10_lr0.01.ipynb").unlink()
+    for seed, accuracy in ((42, 97.0), (123, 96.0), (456, 98.0)):  # a grid: two of its points, the rest missing
+        fake_run(results, "dynamic_pruning/lenet_mnist_sweep", seed, accuracy, 0.9, "final_sparsity=0.9")
+    fake_run(results, "dynamic_pruning/lenet_mnist_sweep", 42, 98.5, 0.0, "final_sparsity=0")
     proc = subprocess.run([sys.executable, "-m", "dynprune", "notebook", str(results / "report" / "summary.ipynb")],
                           capture_output=True, text=True, timeout=300, env=os.environ)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -54,6 +57,16 @@ def test_report_shows_ours_beside_the_seeds_number_and_missing_as_missing(render
     assert "99.49" in row and "91.00 (n=1)" in row and "quick" in row and "test CPU" in row
     row = re.search(r"<tr>\s*<td>cifar10_lr0.01</td>.*?</tr>", page, re.S).group(0)
     assert "missing" in row and "20.00" not in row  # a run without its rendered notebook did not finish
+    row = re.search(r"<tr>\s*<td>lenet_mnist_sweep \[final_sparsity=0.9\]</td>.*?</tr>", page, re.S).group(0)
+    assert "97.00 ± 1.00 (n=3)" in row
+    row = re.search(r"<tr>\s*<td>lenet_mnist_sweep \[final_sparsity=0\]</td>.*?</tr>", page, re.S).group(0)
+    assert "98.50 (n=1), 2 seed(s) missing" in row
+    row = re.search(r"<tr>\s*<td>lenet_mnist_sweep \[final_sparsity=0.5\]</td>.*?</tr>", page, re.S).group(0)
+    assert "missing" in row
+    from dynprune.report import sweep_series
+    series = sweep_series(rendered, rendered.parent.parent / "params")
+    assert sorted(series["lenet_mnist_sweep"]) == [(0.0, 98.5, 0.0, 1), (0.9, 97.0, 1.0, 3)]
+    assert sorted(series["ResNet-18 / CIFAR-10 (the later paper's sweep)"]) == [(0.0, 33.0, 0.0, 1), (0.8, 30.5, 0.0, 1)]
     assert (rendered / "report" / "summary" / "sparsity_sweep.png").is_file()
     assert (rendered / "report" / "summary" / "studies.png").is_file()
 
