@@ -129,7 +129,7 @@ def mask_update(model_name: str) -> dict[str, float]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dynprune.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("results/bench.json"))
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9, help="timed epochs per variant (median taken)")
     args = parser.parse_args(argv)
     machine = f"{hardware(torch.device('cpu'))}, torch {torch.__version__}, {torch.get_num_threads()} threads"
     entries = []

@@ -135,9 +135,10 @@ def accuracy_vs(series: dict[str, list[tuple]], xlabel: str, title: str, baselin
     for i, (label, points) in enumerate(series.items()):
         points = sorted(points)
         line = [p for p in points if p[0] != baseline_at]
+        ns = [p[3] for p in line]
         if line:
             ax.errorbar([p[0] for p in line], [p[1] for p in line], yerr=[p[2] for p in line], fmt="o-", capsize=4,
-                        color=f"C{i}", label=f"{label} (n={min(p[3] for p in line)}–{max(p[3] for p in line)})")
+                        color=f"C{i}", label=f"{label} (n={'–'.join(map(str, sorted({min(ns), max(ns)})))})")
         for p in points:
             if p[0] == baseline_at:
                 ax.axhline(p[1], color=f"C{i}", ls=":", label=f"{label}: dense {p[1]:.2f} %")

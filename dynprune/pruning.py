@@ -176,16 +176,6 @@ class Masks:
     def apply_(self) -> None:
         torch._foreach_mul_(self.weights, self.masks)
 
-    @torch.no_grad()
-    def mask_grads_(self) -> None:
-        grads = [w.grad for w in self.weights if w.grad is not None]
-        if len(grads) == len(self.weights):
-            torch._foreach_mul_(grads, self.masks)
-        else:
-            for w, m in zip(self.weights, self.masks):
-                if w.grad is not None:
-                    w.grad.mul_(m)
-
     def layer_report(self) -> list[dict]:
         rows = []
         for name, w, m in zip(self.names, self.weights, self.masks):

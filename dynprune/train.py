@@ -76,9 +76,10 @@ def train_epoch(model, batches: Batches, optimizer, masks: Masks, loss_fn, lr_sc
             loss = loss_fn(out, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if masking:
-            masks.mask_grads_()
         optimizer.step()
+        # Re-masking the weights after the step is all it takes: SGD and Adam update every weight from its
+        # own gradient and state only, so a pruned weight's gradient cannot reach an active one, and masking
+        # the gradients as well would cost a second pass over the weights for identical results (tested).
         if masking:
             masks.apply_()
         if per_batch:
