@@ -162,3 +162,14 @@ def test_masking_the_weights_after_each_step_is_exactly_the_same_as_also_masking
         finals.append(net.state_dict())
     for key in finals[0]:
         assert torch.equal(finals[0][key], finals[1][key]), key
+
+
+def test_masks_keep_the_layout_of_channels_last_weights():
+    model = small_convnet().to(memory_format=torch.channels_last)
+    masks = Masks(model)
+    masks.prune_to(0.5)
+    fresh = Masks(model)
+    fresh.load_state_dict(masks.state_dict())
+    for m in (masks, fresh):
+        assert all(k.stride() == w.stride() and k.dtype == w.dtype for k, w in zip(m.masks, m.weights))
+    assert fresh.sparsity() == masks.sparsity() == pytest.approx(0.5, abs=1e-5)
