@@ -64,7 +64,7 @@ lab: $(SETUP)
 	$(VENV)/bin/pip install -q jupyterlab
 	mkdir -p $(VENV)/share/jupyter/lab/settings
 	cp notebooks/lab-overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab $(LAB_FLAGS) notebooks/
 
 $(SETUP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -1,7 +1,7 @@
 """The training loop: one run of dynamic pruning (or dense training, at final_sparsity 0).
 
 At the start of every epoch the masks are tightened to that epoch's scheduled target; within the epoch
-gradients are masked before each optimizer step and weights re-masked after it.
+the weights are re-masked after every optimizer step.
 """
 from __future__ import annotations
 

@@ -18,8 +18,8 @@
 # *while it trains*. At the start of every epoch a schedule sets a target sparsity; the prunable weights
 # (every Conv2d and Linear `weight`) are ranked by magnitude under **one global threshold**, taken over
 # the weights that are still active, and the smallest ones are masked until exactly that fraction is
-# zero. Masks only ever lose entries (no regrowth). Pruned weights stay exactly zero in the forward pass,
-# in the gradient and after every optimizer step.
+# zero. Masks only ever lose entries (no regrowth). Pruned weights are re-masked after every optimizer
+# step, so they are exactly zero in every forward pass.
 #
 # What you get: the sparse network and its masks (the "ticket"), the per-layer sparsity, and the
 # training history. The test set is evaluated once, on the final model; the validation split (when there
