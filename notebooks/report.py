@@ -41,7 +41,7 @@ from IPython.display import Markdown, display
 
 from dynprune import plots, report
 from dynprune.config import resolve
-from dynprune.records import markdown_table, read_csv, write_atomic
+from dynprune.records import markdown_table, write_atomic
 from dynprune.runner import PROJECT, params_file
 
 cfg = resolve(params_file(experiment), profile, overrides)

@@ -1,12 +1,11 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from dynprune import cli
-from dynprune.config import runs_of, ConfigError, build, resolve
+from dynprune.config import ConfigError, build, resolve, runs_of
 
 from conftest import PROJECT
 
