@@ -163,3 +163,24 @@ def test_lottery_ticket_and_compare_notebooks_render_a_comparison(project):
     html = (out / "compare" / "tiny.html").read_text()
     assert "Winning ticket?" in html and "missing (shown as missing, never filled in): nothing" in html
     assert (out / "compare" / "tiny" / "accuracy_vs_cost.png").is_file()
+
+
+def test_a_grid_runs_through_the_lottery_and_ticket_notebooks_point_by_point(project):
+    base = TINY.replace("val_fraction: 0.2\n", "val_fraction: 0.0\nrewind_step: 5\n").replace("epochs: 3", "epochs: 2") \
+        + "grid: {final_sparsity: [0.5, 0.7]}\n"
+    params = project / "params"
+    for kind in ("lottery", "ticket"):
+        (params / kind).mkdir()
+    (params / "dynamic_pruning" / "tiny.yaml").write_text(base)
+    (params / "lottery" / "tiny_imp.yaml").write_text(base + "method: imp\nimp_rate: 0.5\n")
+    (params / "ticket" / "tiny.yaml").write_text(base + "method: ticket_check\nticket_from: dynamic_pruning/tiny\n")
+    for target in ("dynamic_pruning/tiny", "lottery/tiny_imp", "ticket/tiny"):
+        proc = render(project, f"results/paper/{target}.ipynb", project / "data")
+        assert proc.returncode == 0, f"{target}: {proc.stderr[-3000:]}"
+    out = project / "results" / "paper"
+    for point, levels in (("final_sparsity=0.5", [0.0, 0.5]), ("final_sparsity=0.7", [0.0, 0.5, 0.7])):
+        imp = json.loads((out / "lottery" / "tiny_imp" / point / "seed42" / "summary.json").read_text())
+        assert [round(r["sparsity"], 4) for r in imp["levels"]] == levels
+        ticket = json.loads((out / "ticket" / "tiny" / point / "seed42" / "summary.json").read_text())
+        assert ticket["ticket_from"].endswith(f"dynamic_pruning/tiny/{point}/seed42")
+        assert ticket["sparsity"] == pytest.approx(float(point.split("=")[1]), abs=1e-4)
