@@ -400,6 +400,12 @@ def point_label(point: dict) -> str:
     return ",".join(f"{k}={text(v)}" for k, v in point.items())
 
 
+def label_without(label: str, key: str) -> str:
+    """'final_sparsity=0.9,lr=0.01' without 'final_sparsity' -> 'lr=0.01': the series a grid point belongs to
+    when its results are drawn against `key`."""
+    return ",".join(part for part in label.split(",") if part and not part.startswith(f"{key}="))
+
+
 @dataclass(frozen=True)
 class Run:
     """One training run of an experiment: one seed at one grid point."""

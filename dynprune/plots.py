@@ -152,10 +152,10 @@ def accuracy_vs(series: dict[str, list[tuple]], xlabel: str, title: str, baselin
 def accuracy_over_grid(groups: dict[str, list[dict]], key: str):
     """A grid's result: accuracy against its parameter `key`, one line per combination of the other keys."""
     from .compare import mean_std
+    from .config import label_without
     series: dict[str, list[tuple]] = {}
     for label, runs in groups.items():
-        rest = ",".join(part for part in label.split(",") if not part.startswith(f"{key}="))
-        series.setdefault(rest or "dynamic pruning", []).append(
+        series.setdefault(label_without(label, key) or "dynamic pruning", []).append(
             (runs[0]["params"][key], *mean_std([r["test_accuracy"] for r in runs])))
     return accuracy_vs(series, key, f"accuracy against {key} (mean ± std over seeds)",
                        baseline_at=0.0 if key == "final_sparsity" else None)

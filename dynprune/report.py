@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import csv
 import html
-import json
 from pathlib import Path
 
 from .compare import mean_std, method_table
-from .config import resolve, runs_of
-from .records import read_csv
+from .config import label_without, resolve, runs_of
+from .records import load_run
 
 SEED_EXPERIMENTS = ["cifar10_val", "cifar10_noval", "mnist_val", "mnist_noval", "cifar10_bs32", "cifar10_lr0.001",
                     "cifar10_lr0.01", "cifar10_ep30_bs32", "cifar10_ep400", "cifar10_resnet34", "mnist_bs32",
@@ -39,7 +38,7 @@ def experiment_runs(results: Path, experiment: str, params_root: Path) -> dict[s
         found, wanted = points.get(run.label, ([], 0))
         folder = results / experiment / run.folder
         if rendered and (folder / "summary.json").is_file():
-            found.append(json.loads((folder / "summary.json").read_text()) | {"history": read_csv(folder / "history.csv")})
+            found.append(load_run(folder))
         points[run.label] = (found, wanted + 1)
     return points
 
@@ -91,7 +90,7 @@ def sweep_series(results: Path, params_root: Path) -> dict[str, list[tuple[float
     for name in other_experiments(params_root):
         if "final_sparsity" in resolve(params_root / "dynamic_pruning" / f"{name}.yaml", results.name).grid:
             for label, (runs, _) in experiment_runs(results, f"dynamic_pruning/{name}", params_root).items():
-                rest = ",".join(p for p in label.split(",") if not p.startswith("final_sparsity="))
+                rest = label_without(label, "final_sparsity")
                 add(f"{name} [{rest}]" if rest else name, runs)
     return series
 

@@ -112,7 +112,8 @@ layers = plots.layer_sparsity(first["layers"])
 # parameter of the grid.
 
 # %%
-for label, summaries in records.by_grid_point(finished).items():
+points = records.by_grid_point(finished)
+for label, summaries in points.items():
     display(Markdown((f"### {label}\n\n" if label else "") + records.results_table(summaries, profile)))
 if cfg.grid:
-    grid_figure = plots.accuracy_over_grid(records.by_grid_point(finished), next(iter(cfg.grid)))
+    grid_figure = plots.accuracy_over_grid(points, next(iter(cfg.grid)))

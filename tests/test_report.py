@@ -26,6 +26,8 @@ def fake_run(results: Path, experiment: str, seed: int, accuracy: float, sparsit
                     train_accuracy=50 + 10 * e, val_loss=1.0, val_accuracy=45 + 10 * e, seconds=1.0,
                     train_flops=1e9, train_flops_sparse=5e8) for e in (1, 2, 3)]
     (folder / "history.csv").write_text(csv_text(history, HISTORY_COLUMNS))
+    (folder / "layers.csv").write_text(csv_text([dict(layer="fc.weight", shape=[10, 4], weights=40, zeros=32,
+                                                      sparsity=0.8)], ["layer", "shape", "weights", "zeros", "sparsity"]))
     (folder / "summary.json").write_text(json.dumps(dict(
         test_accuracy=accuracy, sparsity=sparsity, target_sparsity=sparsity, train_seconds=12.0,
         hardware="test CPU", device="cpu", seed=seed)))
