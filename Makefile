@@ -1,70 +1,78 @@
 # dynprune — `make help` lists what this does.
 #
-# Every experiment is a parameter file params/<notebook>/<name>.yaml, rendered through
-# notebooks/<notebook>.py into results/<profile>/<notebook>/<name>.ipynb (+ .html, + run folder).
-# Make reruns a notebook only when it, its parameters, the profile or the dynprune sources change.
+# Every experiment is a parameter file params/<notebook>/<name>.yaml, rendered through notebooks/<notebook>.py
+# into results/<profile>/<notebook>/<name>.ipynb (+ .html, + its run folders). Which notebook depends on what
+# comes from `python -m dynprune deps` (results/<profile>/.make/deps.mk), which validates every parameter file
+# and file name first: make never reads parameter files itself.
 
-PROFILE ?= paper
+PROFILE ?= $(or $(word 2,$(subst /, ,$(filter results/%,$(MAKECMDGOALS)))),paper)
+LAUNCH  ?= local
 PYTHON  ?= python3
 VENV    := .venv
 PY      := $(VENV)/bin/python
 SETUP   := $(VENV)/.installed
-CORE    := $(wildcard dynprune/*.py)
-RESULTS := results/$(PROFILE)
-# Quick runs are small: on a CPU, one single-threaded notebook per core renders the set ~1.5x faster than
-# one two-threaded notebook at a time. Paper-scale runs share one accelerator, so they go one at a time.
-JOBS    ?= $(if $(filter quick,$(PROFILE)),$(shell nproc 2>/dev/null || echo 1),1)
+GPUS    := $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+# Quick runs are small: on a CPU, one single-threaded notebook per core. Paper-scale runs: one notebook per
+# GPU (each holds its own; see runner.py), or one at a time without GPUs.
+JOBS    ?= $(if $(filter quick,$(PROFILE)),$(shell nproc 2>/dev/null || echo 1),$(if $(filter-out 0,$(GPUS)),$(GPUS),1))
 
-notebooks_of = $(patsubst params/%.yaml,$(RESULTS)/%.ipynb,$(sort $(wildcard params/$(1)/*.yaml)))
-DYNAMIC := $(call notebooks_of,dynamic_pruning)
-LOTTERY := $(call notebooks_of,lottery)
-TICKET  := $(call notebooks_of,ticket)
-COMPARE := $(call notebooks_of,compare)
-REPORT  := $(call notebooks_of,report)
-# Make starts targets in this order: the IMP notebooks (the longest, and needed by nothing else) first, so
-# that the short ones fill the cores at the end instead of one long run finishing alone.
-EXPERIMENTS := $(LOTTERY) $(DYNAMIC) $(TICKET) $(COMPARE) $(REPORT)
-
-.PHONY: help experiments test bench lab clean-results
-.DELETE_ON_ERROR:
+.PHONY: help experiments status results test bench gpu-check lab clean-results FORCE
 
 help:
-	@echo "make experiments [PROFILE=quick]   render every experiment into results/<profile>/ (default profile: paper)"
-	@echo "                 [JOBS=n]          notebooks at once (default: one per core for quick, 1 for paper)"
-	@echo "make test                          run the test suite (sets up .venv first)"
-	@echo "make bench                         speed ratios of pruning and of the data path -> results/bench.json"
-	@echo "make lab                           open JupyterLab; the notebooks/*.py open as notebooks"
-	@echo "make $(RESULTS)/dynamic_pruning/lenet_s78.9.ipynb   render one experiment"
-	@echo "make clean-results [PROFILE=...]   delete results/<profile>/"
+	@echo "make experiments [PROFILE=quick]   render every experiment that changed into results/<profile>/ (default: paper)"
+	@echo "                 [JOBS=n]          notebooks at once (default: one per core for quick, one per GPU for paper)"
+	@echo "                 [LAUNCH=slurm]    each notebook as a Slurm job (resources: params/profiles/<profile>.yaml)"
+	@echo "make status [PROFILE=quick]        every experiment: done, running, failed, missing or stale"
+	@echo "make results/quick/dynamic_pruning/lenet_s78.9.ipynb   render one experiment (and what it reads)"
+	@echo "make results                       RESULTS.md from the finished paper-profile runs"
+	@echo "make test                          the test suite (sets up .venv first)"
+	@echo "make bench                         speed and size measurements -> results/bench.json"
+	@echo "make gpu-check                     GPU tests and a ResNet-18 epoch per precision -> results/gpu-check.json"
+	@echo "make lab                           JupyterLab on this project; notebooks/*.py open as notebooks"
 	@echo "Data: DYNPRUNE_DATA=/path/to/data (else ~/.cache/dynprune/data, downloaded when online)."
 
 experiments: | $(SETUP)
-	$(if $(filter-out 1,$(JOBS)),OMP_NUM_THREADS=1) $(MAKE) --no-print-directory -j$(JOBS) $(EXPERIMENTS)
+	@OMP_NUM_THREADS=$(if $(filter-out 1,$(JOBS)),1,$(OMP_NUM_THREADS)) \
+	  $(PY) -m dynprune experiments --profile $(PROFILE) --jobs $(JOBS) --launch $(LAUNCH)
 
-# The notebook is the first path component of the stem: dynamic_pruning/mnist_val -> notebooks/dynamic_pruning.py
-.SECONDEXPANSION:
-$(RESULTS)/%.ipynb: params/%.yaml notebooks/$$(firstword $$(subst /, ,$$*)).py params/profiles/$(PROFILE).yaml $(CORE) | $(SETUP)
-	$(PY) -m dynprune notebook $@
+status: | $(SETUP)
+	@$(PY) -m dynprune status --profile $(PROFILE)
 
-# A ticket check retrains the masks of the run its file names in `ticket_from:`; a comparison reads the
-# runs its file lists under `inputs:`. Both are rerun when those runs change.
-yaml_values = $(patsubst %,$(RESULTS)/%.ipynb,$(shell sed -n 's/^$(2)//p' $(1)))
-$(foreach f,$(wildcard params/ticket/*.yaml),$(eval $(RESULTS)/ticket/$(notdir $(f:.yaml=.ipynb)): $(call yaml_values,$(f),ticket_from: *)))
-$(foreach f,$(wildcard params/compare/*.yaml),$(eval $(RESULTS)/compare/$(notdir $(f:.yaml=.ipynb)): $(call yaml_values,$(f), *- *)))
-# The report (and results/<profile>/index.html) reads everything else.
-$(REPORT): $(DYNAMIC) $(LOTTERY) $(TICKET) $(COMPARE)
+results: | $(SETUP)
+	@$(PY) -m dynprune results --profile paper --out RESULTS.md
 
+# One notebook. Its prerequisites (stamps of its parameters and code, the notebooks it reads) are in deps.mk.
+results/%.ipynb: | $(SETUP)
+	@$(PY) -m dynprune notebook $(if $(filter slurm,$(LAUNCH)),--launch slurm) $@
+
+DEPS := results/$(PROFILE)/.make/deps.mk
+ifneq ($(filter results/%.ipynb,$(MAKECMDGOALS)),)
+include $(DEPS)
+endif
+$(DEPS): FORCE | $(SETUP)
+	@$(PY) -m dynprune deps --profile $(PROFILE)
+FORCE:
+
+# Two test processes, one thread each: on a 2-core machine that is about twice as fast as one.
 test: $(SETUP)
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2
 
 bench: $(SETUP)
 	$(PY) -m dynprune.bench --out results/bench.json
 
+gpu-check: $(SETUP)
+	$(PY) -m dynprune.gpucheck --out results/gpu-check.json
+
+# JupyterLab on the whole project (notebooks/, params/, results/ in its file browser), pinned; kernels get the
+# same thread settings as a batch run of the profile.
+JUPYTERLAB := 4.6.6
 lab: $(SETUP)
-	$(VENV)/bin/pip install -q jupyterlab
+	$(VENV)/bin/pip install -q "jupyterlab==$(JUPYTERLAB)"
+	$(PY) -m ipykernel install --sys-prefix > /dev/null
 	mkdir -p $(VENV)/share/jupyter/lab/settings
 	cp notebooks/lab-overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
-	$(VENV)/bin/jupyter lab $(LAB_FLAGS) notebooks/
+	$(if $(filter-out 1,$(JOBS)),OMP_NUM_THREADS=1) $(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" \
+	  --LabApp.default_url=/lab/tree/notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_FLAGS)
 
 $(SETUP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -73,4 +81,4 @@ $(SETUP): requirements.txt pyproject.toml
 	touch $@
 
 clean-results:
-	rm -rf $(RESULTS)
+	rm -rf results/$(PROFILE)

@@ -1,11 +1,14 @@
-"""Command line: `python -m dynprune {train,config,notebook} ...`.
+"""Command line: `python -m dynprune <command> ...`; `--help` on any command says what it does.
 
-Every Config field is a flag (`final_sparsity` -> `--final-sparsity`), generated from the dataclass so
-the flags can never drift from the parameters the notebooks and validation use.
+Every Config field is a flag of `train` and `config` (`final_sparsity` -> `--final-sparsity`), generated from
+the dataclass so the flags can never drift from the parameters the notebooks and validation use. `train`
+writes the same run-folder layout as the notebooks and goes through the same cache (runs.py).
 """
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 import sys
 import typing
 from pathlib import Path
@@ -13,6 +16,23 @@ from pathlib import Path
 from . import config as C
 from .checkpoint import TrainingError
 from .data import DataError
+from .store import Busy, StoreError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and a did-you-mean for misspelled flags."""
+
+    def error(self, message):
+        unknown = re.match(r"unrecognized arguments: (\S+)", message)
+        if unknown:
+            flag = unknown.group(1).split("=")[0]
+            near = difflib.get_close_matches(flag, [o for a in self._actions for o in a.option_strings], n=1)
+            message = f"unknown flag {flag}" + (f" (did you mean {near[0]}?)" if near else "") + f"; see {self.prog} --help"
+        self.exit(2, f"dynprune: error: {message}\n")
+
+
+def _help(text: str) -> str:
+    return text.replace("%", "%%")  # argparse formats help strings with %
 
 
 def _optional(kind):
@@ -24,7 +44,11 @@ def _optional(kind):
 
 def _yaml(text: str):
     import yaml
-    return yaml.safe_load(text)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise argparse.ArgumentTypeError(f"not valid YAML ({getattr(e, 'problem', e)}); e.g. "
+                                         f"'{{final_sparsity: [0.5, 0.9]}}'") from None
 
 
 _yaml.__name__ = "YAML"
@@ -33,9 +57,9 @@ _yaml.__name__ = "YAML"
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("parameters (override the parameter file; see the Config dataclass)")
     for name, f in C.FIELDS.items():
-        hint = C._HINTS[name]
+        hint = C.hints(C.Config)[name]
         flag = "--" + name.replace("_", "-")
-        kw = dict(dest=name, default=argparse.SUPPRESS, help=f.metadata["help"])
+        kw = dict(dest=name, default=argparse.SUPPRESS, help=_help(f.metadata["help"]))
         if f.metadata["choices"]:
             kw["choices"] = f.metadata["choices"]
         if hint is bool:
@@ -55,19 +79,33 @@ def overrides_from(args: argparse.Namespace) -> dict:
     return {k: v for k, v in vars(args).items() if k in C.FIELDS}
 
 
+def _training_file(params: Path | None) -> None:
+    """`train` runs what the dynamic_pruning notebook runs; other parameter files have their own notebook."""
+    if params is None:
+        return
+    kind = C.kind_of(params)
+    if kind in ("lottery", "ticket", "compare", "report"):
+        raise C.ConfigError(f"{params} is a {kind} experiment; render it with "
+                            f"make results/<profile>/{kind}/{Path(params).stem}.ipynb (train runs single training runs)")
+
+
 def cmd_train(args) -> None:
+    from .runs import ensure
+    _training_file(args.params)
+    cfg = C.resolve(args.params, args.profile, overrides_from(args))
+    if cfg.method in ("imp", "ticket_check"):
+        raise C.ConfigError(f"method {cfg.method} is rendered by its notebook (make results/<profile>/"
+                            f"{'lottery' if cfg.method == 'imp' else 'ticket'}/<name>.ipynb), not by train")
+    out = Path(args.out or Path("results") / "cli" / args.profile / cfg.name)
     import matplotlib
     matplotlib.use("Agg")
-    from . import plots, records, train
-
-    cfg = C.resolve(args.params, args.profile, overrides_from(args))
-    out = Path(args.out or Path("results") / "cli" / cfg.name)
-    runs = C.runs_of(cfg)
-    for one in runs:  # several seeds or a grid: one folder per run below `out`
-        folder = out / one.folder if len(runs) > 1 else out
-        run = train.train(one.cfg, checkpoint=folder / "checkpoint.pt")
-        summary = records.save_run(run, folder, args.profile, plots.run_figures(run))
-        print(f"wrote {folder}/ (test accuracy {summary['test_accuracy']:.2f}%, sparsity {summary['sparsity']:.4f})")
+    from . import plots
+    for run in C.runs_of(cfg):  # one folder per run below `out`, as the notebooks lay them out
+        outcome = ensure(run, out / run.folder, args.profile, root=out, figures=plots.run_figures)
+        s = outcome.summary
+        if s:
+            print(f"{outcome.action} {outcome.folder}/ (test accuracy {s['test_accuracy']:.2f}%, "
+                  f"sparsity {s['sparsity']:.4f})")
 
 
 def cmd_config(args) -> None:
@@ -76,17 +114,45 @@ def cmd_config(args) -> None:
 
 def cmd_notebook(args) -> None:
     from .runner import run_notebook
-    run_notebook(Path(args.output))
+    run_notebook(Path(args.output), launch=args.launch)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dynprune", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def cmd_deps(args) -> None:
+    from .makedeps import write_deps
+    write_deps(args.profile, Path(args.out) if args.out else None)
 
-    p = sub.add_parser("train", help="train one run and write its run folder")
-    p.add_argument("--params", type=Path, help="start from this parameter file (YAML)")
+
+def cmd_status(args) -> None:
+    from .status import print_status
+    print_status(args.profile)
+
+
+def cmd_export(args) -> None:
+    from .export import export_run
+    for folder in args.run_folders:
+        print(export_run(Path(folder), fp16=args.fp16))
+
+
+def cmd_experiments(args) -> int:
+    from .session import run_session
+    return run_session(args.profile, args.jobs, args.launch, args.targets)
+
+
+def cmd_results(args) -> None:
+    from .results_md import write_results
+    write_results(Path(args.out), args.profile)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="python -m dynprune", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = sub.add_parser("train", help="train the runs of one experiment (every seed and grid point) into --out",
+                       description="Train one experiment's runs, each in <out>/[<grid point>/]seed<k>/; a run that "
+                                   "finished before with the same parameters and training code is reused.")
+    p.add_argument("--params", type=Path, help="start from this parameter file (YAML), anywhere")
     p.add_argument("--profile", default="paper", help="profile overlay from params/profiles/ (default: paper)")
-    p.add_argument("--out", type=Path, help="run folder (default: results/cli/<name>)")
+    p.add_argument("--out", type=Path, help="experiment folder (default: results/cli/<profile>/<name>)")
     add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
@@ -98,12 +164,44 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("notebook", help="render one experiment notebook (what the Makefile calls)")
     p.add_argument("output", help="results/<profile>/<notebook>/<name>.ipynb")
+    p.add_argument("--launch", choices=("local", "slurm"), default="local", help="where the kernel runs")
     p.set_defaults(func=cmd_notebook)
 
-    args = parser.parse_args(argv)
+    p = sub.add_parser("experiments", help="render every experiment of a profile through make, with a readable log")
+    p.add_argument("--profile", default="paper")
+    p.add_argument("--jobs", type=int, default=1, help="notebooks at once")
+    p.add_argument("--launch", choices=("local", "slurm"), default="local")
+    p.add_argument("targets", nargs="*", help="only these notebooks (default: all)")
+    p.set_defaults(func=cmd_experiments)
+
+    p = sub.add_parser("deps", help="validate every parameter file and write the make dependencies of a profile")
+    p.add_argument("--profile", default="paper")
+    p.add_argument("--out", help="include file (default: results/<profile>/.make/deps.mk)")
+    p.set_defaults(func=cmd_deps)
+
+    p = sub.add_parser("status", help="every experiment of a profile: done, running, failed, missing or stale")
+    p.add_argument("--profile", default="paper")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("export", help="write a finished run's sparse model (safetensors) and measure it")
+    p.add_argument("run_folders", nargs="+", help="run folders (…/seed<k>/)")
+    p.add_argument("--fp16", action="store_true", help="also write fp16 values")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("results", help="write RESULTS.md from the finished runs of a profile")
+    p.add_argument("--profile", default="paper")
+    p.add_argument("--out", default="RESULTS.md")
+    p.set_defaults(func=cmd_results)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
-        args.func(args)
-    except (C.ConfigError, DataError, TrainingError) as e:
+        return args.func(args) or 0
+    except (C.ConfigError, DataError, TrainingError, StoreError, Busy) as e:
         print(f"dynprune: error: {e}", file=sys.stderr)
         return 2
-    return 0
+    except KeyboardInterrupt:
+        print("dynprune: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130

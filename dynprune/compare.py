@@ -1,45 +1,48 @@
-"""Read finished run folders and put methods side by side. Nothing here trains."""
+"""Read finished run folders and put methods side by side. Nothing here trains.
+
+Differences between methods are means with a Welch 95 % interval; a difference is only called one where its
+interval excludes zero. The winning-ticket verdict follows the same rule (see `ticket_verdict`).
+"""
 from __future__ import annotations
 
-import json
-import statistics
 from pathlib import Path
 
+from . import stats
 from .config import resolve, runs_of
+from .records import load_run
+from .stats import welch
 
-COLUMNS = ["method", "experiment", "seed", "target_sparsity", "sparsity", "test_accuracy", "epochs",
-           "train_seconds", "train_flops", "train_flops_sparse"]
+COLUMNS = ["method", "experiment", "grid_point", "seed", "target_sparsity", "sparsity", "test_accuracy", "epochs",
+           "train_steps", "train_seconds", "train_flops", "train_flops_sparse"]
 
 
 def method_label(params: dict) -> str:
     if params["method"] == "dynamic":
         return "dense" if params["final_sparsity"] == 0 else "dynamic"
     if params["method"] == "imp":
-        return f"imp (rewind to step {params['rewind_step']})" if params["rewind_step"] else "imp (rewind to init)"
+        scope = ", layer-wise" if params.get("prune_scope") == "layerwise" else ""
+        rewind = f"rewind to step {params['rewind_step']}" if params["rewind_step"] else "rewind to init"
+        return f"imp ({rewind}{scope})"
     return params["method"]
 
 
-def mean_std(values: list[float]) -> tuple[float, float, int]:
-    """Mean, sample standard deviation (0 for one value) and n."""
-    n = len(values)
-    return statistics.fmean(values), statistics.stdev(values) if n > 1 else 0.0, n
-
-
-def experiment_summaries(results: Path, experiment: str, params_root: Path) -> tuple[list[dict], list[int]]:
-    """(summaries found, run folders missing) for the runs the experiment's parameter file lists now."""
-    cfg = resolve(params_root / f"{experiment}.yaml", results.name)
+def experiment_runs(results: Path, experiment: str, params_root: Path, profile: str | None = None):
+    """(finished runs with their history, run folders missing) for the runs the experiment's file lists now.
+    A run counts only once its notebook has rendered (a folder alone may be half a batch)."""
+    cfg = resolve(params_root / f"{experiment}.yaml", profile or results.name)
+    rendered = (results / f"{experiment}.ipynb").is_file()
     found, missing = [], []
     for run in runs_of(cfg):
-        path = results / experiment / run.folder / "summary.json"
-        if path.is_file():
-            found.append(json.loads(path.read_text()) | {"experiment": experiment, "grid_point": run.label})
+        folder = results / experiment / run.folder
+        if rendered and (folder / "summary.json").is_file():
+            found.append(load_run(folder) | {"experiment": experiment, "grid_point": run.label, "folder": run.folder})
         else:
             missing.append(run.folder)
     return found, missing
 
 
 def comparison_rows(summaries: list[dict]) -> list[dict]:
-    """One row per run; runs of a grid are told apart by their grid point."""
+    """One row per run (ticket checks are not methods of their own)."""
     return [{"method": method_label(s["params"]) + (f" [{s['grid_point']}]" if s.get("grid_point") else ""),
              **{k: s.get(k) for k in COLUMNS if k != "method"}}
             for s in summaries if s["params"]["method"] != "ticket_check"]
@@ -52,54 +55,67 @@ def by_method(rows: list[dict]) -> dict[str, list[dict]]:
     return groups
 
 
-def ticket_verdict(ticket_summaries: list[dict], dense_accuracies: list[float], tolerance: float) -> dict:
-    """Is the dynamic mask a winning ticket? Rewound retraining within `tolerance` points of dense and
-    clearly (by more than two standard deviations of the difference, and 0.5 points) above re-init."""
-    variants = {v: mean_std([s["variants"][v] for s in ticket_summaries if v in s["variants"]])
-                for v in ticket_summaries[0]["variants"]}
-    dense = mean_std(dense_accuracies)
-    rewound_key = "rewind_k" if "rewind_k" in variants else "rewind_init"
-    rewound, reinit = variants[rewound_key], variants["reinit"]
-    gap_to_dense = dense[0] - rewound[0]
-    margin = rewound[0] - reinit[0]
-    noise = 2 * (rewound[1] ** 2 + reinit[1] ** 2) ** 0.5
-    winning = gap_to_dense <= tolerance and margin > max(0.5, noise)
-    return dict(variants=variants, dense=dense, rewound=rewound_key, gap_to_dense=gap_to_dense,
-                margin_over_reinit=margin, winning=winning)
-
-
-def method_table(rows: list[dict], reference: str = "dynamic") -> str:
-    """Markdown: per method, accuracy mean +- std (n) and mean costs, with cost ratios to `reference`."""
-    from .records import markdown_table
+def method_table(rows: list[dict], reference: str = "dynamic") -> list[dict]:
+    """Per method: accuracy (mean, sd, n, 95 % interval), its difference to `reference` (Welch), and costs."""
     groups = by_method(rows)
-    mean = lambda rs, k: statistics.fmean(r[k] for r in rs)  # noqa: E731
     ref = groups.get(reference)
-    out = []
+    mean = lambda rs, k: sum(r[k] or 0 for r in rs) / len(rs)  # noqa: E731
+    table = []
     for method, rs in groups.items():
-        m, sd, n = mean_std([r["test_accuracy"] for r in rs])
-        ratio = (f"{mean(rs, 'train_seconds') / mean(ref, 'train_seconds'):.1f}× / "
-                 f"{mean(rs, 'train_flops') / mean(ref, 'train_flops'):.1f}×") if ref else "n/a"
-        out.append((method, f"{mean(rs, 'sparsity'):.4f}", f"{m:.2f} ± {sd:.2f} (n={n})", f"{mean(rs, 'epochs'):.0f}",
-                    f"{mean(rs, 'train_seconds'):.1f}", f"{mean(rs, 'train_flops'):.3g}",
-                    f"{mean(rs, 'train_flops_sparse'):.3g}", ratio))
-    return markdown_table(["method", "sparsity", "test accuracy (%)", "epochs", "wall time (s)", "train FLOPs",
-                           "sparse-kernel FLOPs", f"time / FLOPs vs {reference}"], out)
+        acc = [r["test_accuracy"] for r in rs]
+        table.append(dict(
+            method=method, sparsity=mean(rs, "sparsity"), accuracy=stats.summarize(acc),
+            versus=None if ref is None or method == reference else welch(acc, [r["test_accuracy"] for r in ref]),
+            epochs=mean(rs, "epochs"), seconds=mean(rs, "train_seconds"), flops=mean(rs, "train_flops"),
+            flops_sparse=mean(rs, "train_flops_sparse"),
+            flops_ratio=mean(rs, "train_flops") / mean(ref, "train_flops") if ref else None,
+            seconds_ratio=mean(rs, "train_seconds") / mean(ref, "train_seconds") if ref else None))
+    return table
 
 
-def verdict_text(v: dict, tolerance: float) -> str:
-    from .records import markdown_table
-    rows = [("dense", *_fmt(v["dense"]))] + [(name, *_fmt(ms)) for name, ms in v["variants"].items()]
-    answer = "**yes**" if v["winning"] else "**no**"
-    return (markdown_table(["retrained from", "test accuracy (%)", "n"], rows) + "\n\n"
-            f"Winning ticket? {answer}: retrained from {v['rewound']}, the mask reaches {_points(-v['gap_to_dense'])} "
-            f"dense (a winning ticket is within {tolerance} points below) and {_points(v['margin_over_reinit'])} a "
-            f"fresh initialisation with the same mask (a winning ticket is clearly above: by more than 0.5 points and "
-            f"two standard deviations of the difference).")
+def method_markdown(table: list[dict], reference: str = "dynamic") -> str:
+    from .present import markdown_table
+    rows = [(t["method"], f"{t['sparsity']:.4f}", t["accuracy"].text(),
+             "—" if t["versus"] is None else t["versus"].text(), f"{t['epochs']:.0f}", f"{t['seconds']:.0f}",
+             f"{t['flops']:.3g}", f"{t['flops_sparse']:.3g}",
+             "—" if t["flops_ratio"] is None else f"{t['flops_ratio']:.1f}× / {t['seconds_ratio']:.1f}×")
+            for t in table]
+    return markdown_table(["method", "sparsity", "test accuracy (%)", f"difference to {reference} (points)", "epochs",
+                           "wall time (s)", "train FLOPs", "sparse-kernel FLOPs", f"FLOPs / time vs {reference}"], rows)
 
 
-def _points(diff: float) -> str:
-    return f"{abs(diff):.2f} points {'above' if diff >= 0 else 'below'}"
+def ticket_verdict(ticket_summaries: list[dict], dense_accuracies: list[float], tolerance: float) -> dict:
+    """Is the dynamic mask a winning ticket (Frankle & Carbin: retrained from its initial weights in isolation,
+    it matches the dense network, and its initial weights matter)? Decided from 95 % intervals:
+
+    - winning ticket: the rewound ticket is within `tolerance` points of dense (the interval of ticket - dense
+      lies above -tolerance) and beats a fresh initialisation of the same mask (the interval of ticket - reinit
+      lies above 0);
+    - not a winning ticket: it is clearly more than `tolerance` below dense, or clearly not above reinit (the
+      interval of ticket - reinit lies at or below 0);
+    - inconclusive: the intervals cannot decide (too few seeds, or too small a difference for them)."""
+    variants = {v: [s["variants"][v] for s in ticket_summaries if v in s["variants"]]
+                for v in ticket_summaries[0]["variants"]}
+    rewound = "rewind_k" if "rewind_k" in variants else "rewind_init"
+    to_dense = welch(variants[rewound], dense_accuracies)
+    to_reinit = welch(variants[rewound], variants["reinit"])
+    if to_dense.low is None or to_reinit.low is None:
+        verdict = "inconclusive"
+    elif to_dense.low >= -tolerance and to_reinit.low > 0:
+        verdict = "winning ticket"
+    elif to_dense.high < -tolerance or to_reinit.high <= 0:
+        verdict = "not a winning ticket"
+    else:
+        verdict = "inconclusive"
+    return dict(variants={v: stats.summarize(a) for v, a in variants.items()}, dense=stats.summarize(dense_accuracies),
+                rewound=rewound, to_dense=to_dense, to_reinit=to_reinit, verdict=verdict, tolerance=tolerance)
 
 
-def _fmt(ms: tuple[float, float, int]) -> tuple[str, int]:
-    return f"{ms[0]:.2f} ± {ms[1]:.2f}", ms[2]
+def verdict_markdown(v: dict) -> str:
+    from .present import markdown_table
+    rows = [("dense", v["dense"].text())] + [(name, s.text()) for name, s in v["variants"].items()]
+    return (markdown_table(["retrained from", "test accuracy (%)"], rows) + "\n\n"
+            f"**Verdict: {v['verdict']}.** Retrained from `{v['rewound']}`, the mask is {v['to_dense'].text()} "
+            f"points from dense (a winning ticket is within {v['tolerance']:g} points) and {v['to_reinit'].text()} "
+            f"points from a fresh initialisation of the same mask (a winning ticket is above it: the interval "
+            f"must exclude 0). Intervals are Welch 95 % intervals over seeds.")

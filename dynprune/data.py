@@ -6,6 +6,7 @@ the training set only, seeded, and never augmented; the test set is only ever ev
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .augment import BatchAugment
-from .records import save_torch_atomic
+from . import store
 
 # data set -> (torchvision's class for it, the folder its files are in). torchvision is imported only to
 # read or download those files (2 s per process): a run served from the tensor cache never needs it.
@@ -133,7 +134,7 @@ def _read_tree(tree: Path):
     return (*_read_tree_split(train_dir, classes), *_read_tree_split(test_dir, classes), classes)
 
 
-CACHE_FORMAT = "v2"  # bump when the decoding changes: old cache files are then never read
+CACHE_FORMAT = "v3"  # bump when the decoding changes: old cache files are then never read
 
 
 def _fingerprint(folder: Path) -> str:
@@ -155,17 +156,40 @@ def _fingerprint(folder: Path) -> str:
     return h.hexdigest()[:16]
 
 
+@functools.cache
+def _files_fingerprint(folder: str) -> str:
+    """Names and sizes of every file below `folder` (not times: a copy of the same data is the same data)."""
+    lines = []
+    for dirpath, _, files in os.walk(folder):
+        rel = os.path.relpath(dirpath, folder)
+        lines += [f"{rel}/{f}:{os.path.getsize(os.path.join(dirpath, f))}" for f in files]
+    return hashlib.sha1("\n".join(sorted(lines)).encode()).hexdigest()[:16]
+
+
+def data_fingerprint(cfg) -> str:
+    """Which data a run would read, without reading it: part of a run's identity, so that a run on other
+    data (another copy of CIFAR-10, a test's tiny stand-in) is never taken for this one."""
+    root = data_root(cfg)
+    _, marker = TORCHVISION[cfg.dataset]
+    for folder, kind in ((root / marker, "torchvision"), (root / cfg.dataset / "train", "tree")):
+        if folder.is_dir():
+            return f"{kind}:{_files_fingerprint(str(folder.parent if kind == 'tree' else folder))}"
+    return "missing"
+
+
 def _cached(name: str, folder: Path, read):
     """Decode once into uint8 tensors; later runs load those, keyed by the source folder's files."""
-    path = cache_dir() / "tensors" / f"{name}-{_fingerprint(folder)}.pt"
+    path = cache_dir() / "tensors" / f"{name}-{_fingerprint(folder)}.safetensors"
     if path.is_file():
         try:
-            return torch.load(path)
-        except Exception:  # a damaged cache file is rebuilt, never trusted
+            t, meta = store.load(path)
+            return t["train_x"], t["train_y"], t["test_x"], t["test_y"], meta["classes"]
+        except (store.StoreError, KeyError):  # a damaged cache file is rebuilt, never trusted
             path.unlink(missing_ok=True)
-    loaded = read()
-    save_torch_atomic(path, loaded)
-    return loaded
+    train_x, train_y, test_x, test_y, classes = read()
+    store.save(path, dict(train_x=train_x.contiguous(), train_y=train_y.contiguous(), test_x=test_x.contiguous(),
+                          test_y=test_y.contiguous()), dict(classes=list(classes)))
+    return train_x, train_y, test_x, test_y, classes
 
 
 def read_raw(name: str, root: Path, download: bool):
@@ -197,6 +221,20 @@ def _resize(images: torch.Tensor, side: int) -> torch.Tensor:
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
+def _check_consistent(name, train_x, train_y, test_x, test_y, classes) -> None:
+    """Refuse, before any training, what would otherwise fail after it (or silently mislabel)."""
+    if train_x.shape[1:] != test_x.shape[1:]:
+        raise DataError(f"{name}: training images are {tuple(train_x.shape[1:])} but test images "
+                        f"{tuple(test_x.shape[1:])}; both splits must have the same size (or set resize)")
+    for split, x, y in (("training", train_x, train_y), ("test", test_x, test_y)):
+        if len(x) != len(y) or len(y) == 0:
+            raise DataError(f"{name}: the {split} split has {len(x)} images and {len(y)} labels; the files are damaged")
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= len(classes):
+            raise DataError(f"{name}: {split} labels run from {low} to {high} but there are {len(classes)} "
+                            f"classes; the label file is damaged: copy the data set anew")
+
+
 def load_data(cfg) -> Data:
     root = data_root(cfg)
     train_x, train_y, test_x, test_y, classes, source = read_raw(cfg.dataset, root, cfg.download)
@@ -220,35 +258,58 @@ def load_data(cfg) -> Data:
     mean, std = NORMALIZE[cfg.dataset]
     if len(mean) != train_x.shape[1]:
         raise DataError(f"{cfg.dataset} images have {train_x.shape[1]} channels, expected {len(mean)}")
+    _check_consistent(cfg.dataset, train_x, train_y, test_x, test_y, classes)
     return Data((train_x, train_y), val, (test_x, test_y), classes, mean, std, source)
 
 
 # -- batches ------------------------------------------------------------------------------------------
 
+def seed_of(*parts: int) -> int:
+    """A 63-bit seed for one stream, e.g. (seed, epoch, batch, rank): streams never share a seed by accident."""
+    return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), "little") >> 1
+
+
 class Batches:
-    """Shuffled mini-batches of one split, normalised (and augmented for training) on `device`."""
+    """Mini-batches of one split on `device`, normalised; training batches shuffled and augmented.
+
+    With `shuffle_seed`, epoch e's order is a permutation drawn from (shuffle_seed, e), and each batch's
+    augmentation from (shuffle_seed, e, batch, rank): any epoch and any step can be reproduced on its own,
+    which is what resuming after a kill and rewinding to step k both need. With several processes
+    (`world` > 1) every rank draws the same permutation and takes every world-th image of each batch, so
+    the global batch stays `batch_size`; an evaluation split is shared out the same way, each image once."""
 
     def __init__(self, split, data: Data, batch_size: int, device, augment: BatchAugment | None = None,
-                 generator: torch.Generator | None = None, channels_last: bool = False):
+                 shuffle_seed: int | None = None, channels_last: bool = False, rank: int = 0, world: int = 1):
         self.x, self.y = split[0].to(device), split[1].to(device)
-        self.batch_size, self.augment, self.generator = batch_size, augment, generator
+        self.batch_size, self.augment, self.shuffle_seed = batch_size, augment, shuffle_seed
+        self.rank, self.world, self.device = rank, world, torch.device(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
+        self.generator = torch.Generator(device=self.device)
 
     def __len__(self) -> int:
         return -(-len(self.y) // self.batch_size)
 
     def __iter__(self):
-        n = len(self.y)
-        shuffle = self.generator is not None
-        order = torch.randperm(n, generator=self.generator, device=self.generator.device) if shuffle else None
-        for start in range(0, n, self.batch_size):
-            idx = order[start:start + self.batch_size] if shuffle else slice(start, start + self.batch_size)
+        return self.epoch(0)
+
+    def epoch(self, epoch: int, skip: int = 0):
+        """The batches of `epoch`, from batch `skip` on (the skipped ones cost nothing)."""
+        n, g = len(self.y), self.generator
+        order = None
+        if self.shuffle_seed is not None:
+            g.manual_seed(seed_of(self.shuffle_seed, epoch))
+            order = torch.randperm(n, generator=g, device=self.device)
+        for b in range(skip, len(self)):
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size] if order is not None else \
+                torch.arange(b * self.batch_size, min(n, (b + 1) * self.batch_size), device=self.device)
+            idx = idx[self.rank::self.world]
             x = self.x[idx].float().div_(255)
             if self.augment is not None:
-                x = self.augment.before_normalize(x, self.generator)
+                g.manual_seed(seed_of(self.shuffle_seed, epoch, b, self.rank))
+                x = self.augment.before_normalize(x, g)
             x = (x - self.mean) / self.std
             if self.augment is not None:
-                x = self.augment.after_normalize(x, self.generator)
+                x = self.augment.after_normalize(x, g)
             yield x.contiguous(memory_format=self.memory_format), self.y[idx]

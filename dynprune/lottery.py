@@ -1,35 +1,45 @@
 """The lottery-ticket procedures this project compares dynamic pruning with.
 
-IMP (Frankle & Carbin 2019; rewinding per Frankle et al. 2020): train dense; then, level after level,
-prune a fraction of the remaining weights of the *trained* network by one global magnitude threshold,
-rewind the survivors to their values after `rewind_step` steps (0: the initialisation) and retrain with
-the mask fixed. Each level is one full training cycle of `epochs`; the learning-rate schedule restarts.
+IMP (Frankle & Carbin 2019; rewinding as in Frankle et al. 2020): train dense; then, level after level,
+prune the *trained* network by magnitude, rewind the survivors to their state after `rewind_step`
+optimizer steps and train the remaining steps with the mask fixed. Rewinding to step k restores the
+weights, the learning-rate schedule's position and the data order of step k (a fresh optimizer state, as
+open_lth does), so every level after the first trains T - k steps; k = 0 is the original initialisation.
+Pruning is one global threshold (`prune_scope: global`, `imp_rate` of the remaining weights per round, the
+last round landing exactly on `final_sparsity`) or layer by layer (`prune_scope: layerwise`, each layer its
+own rate from `imp_layer_rates`, e.g. the output layer at half the rate as Frankle & Carbin do, until the
+whole network is at least `final_sparsity` sparse). With `imp_reinit`, every level's mask is also trained
+from a fresh initialisation: Frankle & Carbin's random re-initialisation control.
 
-The winning-ticket check retrains a dynamic-pruning run's final mask from that run's own initial (or
-step-k) weights, from a fresh initialisation, and as a random mask with the same per-layer sparsity.
+The winning-ticket check retrains a dynamic-pruning run's final mask from that run's own initial weights,
+from its step-k state, from a fresh initialisation, and as a random mask with the same per-layer sparsity.
+
+Everything a level needs to be resumed or reused is stored as it finishes (levels/, masks as bits, trained
+weights sparse, the dense initial and rewind states once per run), checked against the run's identity.
 """
 from __future__ import annotations
 
-import json
+import fnmatch
 from pathlib import Path
 
 import torch
 
-from .config import Config, ConfigError
+from . import store
+from .config import Config
 from .data import Data
 from .models import build_model
 from .pruning import Masks
-from .records import csv_text, hardware, save_run, save_torch_atomic, write_atomic
 from .train import Run, train
 
-LEVEL_COLUMNS = ["level", "target_sparsity", "sparsity", "test_accuracy", "final_train_accuracy",
-                 "final_val_accuracy", "epochs", "train_seconds", "train_flops", "train_flops_sparse",
-                 "cumulative_epochs", "cumulative_seconds", "cumulative_flops", "cumulative_flops_sparse"]
+LEVEL_COLUMNS = ["level", "target_sparsity", "sparsity", "test_accuracy", "reinit_test_accuracy", "final_train_accuracy",
+                 "final_val_accuracy", "epochs", "steps", "train_seconds", "train_flops", "train_flops_sparse",
+                 "cumulative_epochs", "cumulative_steps", "cumulative_seconds", "cumulative_flops",
+                 "cumulative_flops_sparse"]
 
 
 def imp_levels(final: float, rate: float, stops=()) -> list[float]:
-    """Sparsity after each pruning round: 1 - (1 - rate)^n, except that a round which would pass a stop
-    (or the final sparsity) lands exactly on it."""
+    """Global IMP: sparsity after each pruning round, 1 - (1 - rate)^n, except that a round which would pass
+    a stop (or the final sparsity) lands exactly on it."""
     levels, s = [], 0.0
     while s < final - 1e-12:
         nearest_stop = min(x for x in (*stops, final) if x > s + 1e-12)
@@ -38,54 +48,21 @@ def imp_levels(final: float, rate: float, stops=()) -> list[float]:
     return levels
 
 
-def _level_record(level: int, run: Run) -> dict:
-    last = run.history[-1]
-    return dict(level=level, target_sparsity=last["target_sparsity"], sparsity=run.masks.sparsity(),
-                test_accuracy=run.test_accuracy, final_train_accuracy=last["train_accuracy"],
-                final_val_accuracy=last["val_accuracy"], epochs=len(run.history), train_seconds=run.train_seconds,
-                train_flops=run.train_flops, train_flops_sparse=run.train_flops_sparse)
+def layer_rate(cfg: Config, name: str) -> float:
+    return next((r for pattern, r in cfg.imp_layer_rates.items() if fnmatch.fnmatchcase(name, pattern)), cfg.imp_rate)
 
 
-def run_imp(cfg: Config, data: Data, run_dir: Path, profile: str, log=print) -> dict:
-    """All levels of one seed. A level whose file exists (same parameters) is loaded, not retrained, and an
-    unfinished level resumes from its checkpoint: a stopped run continues where it stopped."""
-    run_dir = Path(run_dir)
-    (run_dir / "summary.json").unlink(missing_ok=True)  # written again once every level is done
-    levels = imp_levels(cfg.final_sparsity, cfg.imp_rate, cfg.imp_stops)
-    log(f"IMP to {cfg.final_sparsity}: {len(levels)} pruning rounds after the dense one: "
-        + ", ".join(f"{s:.4f}" for s in levels))
-    records, run, start_state, masks = [], None, None, None
-    for level, target in enumerate([0.0] + levels):
-        path = run_dir / "levels" / f"level_{level:02d}.pt"
-        saved = torch.load(path, weights_only=False) if path.is_file() else None
-        if saved is not None and saved["params"] == cfg.to_dict():
-            log(f"level {level} (sparsity {target:.4f}): finished before, loaded from {path}")
-            records.append(saved["record"])
-            start_state, masks, trained = saved["start_state"], saved["masks"], saved["trained_state"]
-            run = restore_run(cfg, data, trained, masks, saved["history"], saved["record"])
-            continue
-        if level > 0:
-            masks = prune_trained(cfg, data, trained, masks, target)
-        log(f"level {level}: sparsity {target:.4f}, " + ("dense" if level == 0 else f"rewound to step {cfg.rewind_step}"))
-        checkpoint = path.with_suffix(".checkpoint.pt")
-        run = train(cfg, data, log, init_state=start_state, fixed_masks=masks, checkpoint=checkpoint)
-        if level == 0:  # the weights every later level rewinds to
-            start_state = run.rewind_state if cfg.rewind_step > 0 else run.init_state
-        masks, trained = run.masks.state_dict(), {k: v.cpu() for k, v in run.model.state_dict().items()}
-        records.append(_level_record(level, run))
-        save_torch_atomic(path, dict(params=cfg.to_dict(), record=records[-1], masks=masks, start_state=start_state,
-                               trained_state=trained, history=run.history))
-        checkpoint.unlink(missing_ok=True)
-    for key in ("epochs", "seconds", "flops", "flops_sparse"):
-        total = 0.0
-        for r in records:
-            total += r["train_" + key] if key != "epochs" else r["epochs"]
-            r["cumulative_" + key] = total
-    write_atomic(run_dir / "levels.csv", csv_text(records, LEVEL_COLUMNS))
-    last = records[-1]  # the cost of a ticket is every cycle it took
-    return save_run(run, run_dir, profile, extra=dict(
-        test_accuracy=last["test_accuracy"], epochs=last["cumulative_epochs"], train_seconds=last["cumulative_seconds"],
-        train_flops=last["cumulative_flops"], train_flops_sparse=last["cumulative_flops_sparse"], levels=records))
+def layerwise_levels(cfg: Config, sizes: dict[str, int], max_rounds: int = 100) -> list[dict[str, float]]:
+    """Layer-wise IMP: per round, each layer's sparsity 1 - (1 - its rate)^n, until the whole network is at
+    least final_sparsity sparse (the last round is not cut short: every layer keeps its own rate)."""
+    total = sum(sizes.values())
+    levels = []
+    for n in range(1, max_rounds + 1):
+        targets = {name: 1 - (1 - layer_rate(cfg, name)) ** n for name in sizes}
+        levels.append(targets)
+        if sum(round(t * sizes[name]) for name, t in targets.items()) / total >= cfg.final_sparsity - 1e-12:
+            return levels
+    raise ValueError(f"layer-wise IMP does not reach final_sparsity {cfg.final_sparsity} in {max_rounds} rounds")
 
 
 def _network(cfg: Config, data: Data, state: dict, masks: dict | None):
@@ -97,19 +74,19 @@ def _network(cfg: Config, data: Data, state: dict, masks: dict | None):
     return model, m
 
 
-def prune_trained(cfg: Config, data: Data, trained_state: dict, masks: dict | None, target: float) -> dict:
-    """Masks at `target` by global magnitude over the active weights of the trained network."""
+def prune_trained(cfg: Config, data: Data, trained_state: dict, masks: dict | None, target) -> dict:
+    """Masks at `target` (a sparsity, or per layer) by magnitude over the active weights of the trained network."""
     _, m = _network(cfg, data, trained_state, masks)
-    m.prune_to(target)
+    if isinstance(target, dict):
+        m.prune_layers_to(target)
+    else:
+        m.prune_to(target)
     return m.state_dict()
 
 
-def restore_run(cfg: Config, data: Data, state: dict, masks: dict, history: list[dict], record: dict) -> Run:
-    """A finished level, rebuilt from its file without training."""
-    model, m = _network(cfg, data, state, masks)
-    return Run(cfg, model, m, data, torch.device("cpu"), history=history, test_accuracy=record["test_accuracy"],
-               train_seconds=record["train_seconds"], train_flops=record["train_flops"],
-               train_flops_sparse=record["train_flops_sparse"])
+def fresh_init(cfg: Config, data: Data, seed: int) -> dict:
+    torch.manual_seed(seed)
+    return build_model(cfg.model, data.channels, len(data.classes), data.side, cfg.width, cfg.init).state_dict()
 
 
 def shuffled_masks(masks: dict, seed: int) -> dict:
@@ -118,37 +95,133 @@ def shuffled_masks(masks: dict, seed: int) -> dict:
     return {n: m.flatten()[torch.randperm(m.numel(), generator=g)].view_as(m) for n, m in masks.items()}
 
 
-def fresh_init(cfg: Config, data: Data, seed: int) -> dict:
-    torch.manual_seed(seed)
-    return build_model(cfg.model, data.channels, len(data.classes), data.side, cfg.width, cfg.init).state_dict()
+def _record(level: int, run: Run, target: float) -> dict:
+    last = run.history[-1]
+    return dict(level=level, target_sparsity=target, sparsity=run.masks.sparsity(), test_accuracy=run.test_accuracy,
+                final_train_accuracy=last["train_accuracy"], final_val_accuracy=last["val_accuracy"],
+                epochs=len(run.history), steps=run.train_steps, train_seconds=run.train_seconds,
+                train_flops=run.train_flops, train_flops_sparse=run.train_flops_sparse)
 
 
-def check_ticket(cfg: Config, data: Data, source_dir: Path, run_dir: Path, profile: str, log=print) -> dict:
-    """Retrain the final mask of the dynamic run in `source_dir` four ways; returns test accuracy per variant."""
-    (Path(run_dir) / "summary.json").unlink(missing_ok=True)  # written again once every variant is done
-    ticket = torch.load(Path(source_dir) / "ticket.pt", weights_only=False)
-    source = ticket["params"]
-    for key in ("dataset", "model", "width", "init", "seed", "train_subset", "val_fraction"):
-        if source[key] != getattr(cfg, key):
-            raise ConfigError(f"ticket_check: parameter '{key}' is {getattr(cfg, key)!r} here but {source[key]!r} in "
-                              f"{source_dir}; a ticket is retrained on the network and data it was found on")
-    starts = {"rewind_init": (ticket["init_state"], ticket["masks"]),
-              "rewind_k": (ticket["rewind_state"], ticket["masks"]),
-              "reinit": (fresh_init(cfg, data, cfg.seed + 1000), ticket["masks"]),  # same data order, new weights
-              "random_mask": (ticket["init_state"], shuffled_masks(ticket["masks"], cfg.seed + 4))}
-    if ticket["rewind_state"] is None:
+def _save_level(path: Path, ident_key: str, record: dict, run: Run) -> None:
+    tensors, layout = store.pack_state(run.model.state_dict(), run.masks.state_dict())
+    store.save(path, tensors, dict(identity=ident_key, record=record, history=run.history, layout=layout))
+
+
+def _load_level(path: Path, ident_key: str):
+    """(record, history, trained state, masks) of a finished level of this run, else None."""
+    if not path.is_file():
+        return None
+    tensors, meta = store.load(path)
+    if meta.get("identity") != ident_key:
+        return None
+    return meta["record"], meta["history"], store.unpack_state(tensors, meta["layout"]), store.masks_of(tensors, meta["layout"])
+
+
+def _restore(cfg: Config, data: Data, state: dict, masks: dict, history: list[dict], record: dict) -> Run:
+    """A finished level, rebuilt from its file without training."""
+    model, m = _network(cfg, data, state, masks)
+    return Run(cfg, model, m, data, torch.device("cpu"), history=history, test_accuracy=record["test_accuracy"],
+               train_seconds=record["train_seconds"], train_steps=record["steps"], train_flops=record["train_flops"],
+               train_flops_sparse=record["train_flops_sparse"])
+
+
+def run_imp(cfg: Config, data: Data, run_dir: Path, ident: dict, log=print) -> tuple[Run, dict]:
+    """All levels of one seed: (the last level's run, summary extras with every level and the total cost).
+    A level whose file exists (same identity) is loaded, not retrained, and an unfinished level resumes from
+    its checkpoint: a stopped run continues where it stopped."""
+    from .identity import key
+    run_dir, ident_key = Path(run_dir), key(ident)
+    states_path = run_dir / "levels" / "states.safetensors"
+    sizes = {n: w.numel() for n, w in Masks(build_model(cfg.model, data.channels, len(data.classes), data.side,
+                                                        cfg.width, cfg.init), cfg.prune_exclude).params.items()}
+    layerwise = cfg.prune_scope == "layerwise"
+    plan = layerwise_levels(cfg, sizes) if layerwise else imp_levels(cfg.final_sparsity, cfg.imp_rate, cfg.imp_stops)
+    planned = [sum(round(t * sizes[n]) for n, t in p.items()) / sum(sizes.values()) if layerwise else p for p in plan]
+    log(f"IMP to {cfg.final_sparsity}: {len(plan)} pruning rounds after the dense training "
+        f"({'layer by layer' if layerwise else 'one global threshold'}): " + ", ".join(f"{s:.4f}" for s in planned))
+    records, run, start_state, masks, trained = [], None, None, None, None
+    for level, (target, overall) in enumerate(zip([None] + plan, [0.0] + planned)):
+        path = run_dir / "levels" / f"level_{level:02d}.safetensors"
+        finished = _load_level(path, ident_key)
+        if finished is not None:
+            record, history, trained, masks = finished
+            log(f"level {level} (sparsity {record['sparsity']:.4f}): finished before, read from {path}")
+            records.append(record)
+            run = _restore(cfg, data, trained, masks, history, record)
+            continue
+        if level > 0:
+            init_state, rewind_state = _load_states(states_path, ident_key)
+            start_state = rewind_state if cfg.rewind_step > 0 else init_state
+            masks = prune_trained(cfg, data, trained, masks, target)
+        log(f"level {level}: sparsity {overall:.4f}, " + (
+            "dense" if level == 0 else f"rewound to step {cfg.rewind_step}"))
+        checkpoint = path.with_name(f"level_{level:02d}.checkpoint.pt")
+        run = train(cfg, data, log, init_state=start_state, fixed_masks=masks, checkpoint=checkpoint,
+                    start_step=cfg.rewind_step if level > 0 else 0, identity=ident | {"level": level})
+        if level == 0:  # the dense states every later level rewinds to, kept once per run
+            _save_states(states_path, ident_key, run.init_state, run.rewind_state)
+        masks, trained = run.masks.state_dict(), {k: v.cpu() for k, v in run.model.state_dict().items()}
+        record = _record(level, run, overall)
+        if cfg.imp_reinit and level > 0:
+            control = train(cfg, data, log, init_state=fresh_init(cfg, data, cfg.seed + 1000 + level), fixed_masks=masks,
+                            checkpoint=path.with_name(f"level_{level:02d}.reinit.checkpoint.pt"),
+                            identity=ident | {"level": level, "reinit": True})
+            record["reinit_test_accuracy"] = control.test_accuracy
+            path.with_name(f"level_{level:02d}.reinit.checkpoint.pt").unlink(missing_ok=True)
+        records.append(record)
+        _save_level(path, ident_key, record, run)
+        checkpoint.unlink(missing_ok=True)
+    totals = dict.fromkeys(("epochs", "steps", "seconds", "flops", "flops_sparse"), 0.0)
+    for r in records:
+        for k in totals:
+            totals[k] += r["epochs" if k == "epochs" else "steps" if k == "steps" else "train_" + k]
+            r["cumulative_" + k] = totals[k]
+    last = records[-1]  # the cost of a ticket is every cycle it took (the re-initialisation control is not)
+    run.init_state, run.rewind_state = _load_states(states_path, ident_key)
+    return run, dict(test_accuracy=last["test_accuracy"], epochs=last["cumulative_epochs"],
+                     train_steps=last["cumulative_steps"], train_seconds=last["cumulative_seconds"],
+                     train_flops=last["cumulative_flops"], train_flops_sparse=last["cumulative_flops_sparse"],
+                     levels=records)
+
+
+def _save_states(path: Path, ident_key: str, init_state: dict, rewind_state: dict | None) -> None:
+    tensors, layouts = {}, {}
+    for name, state in (("init", init_state), ("rewind", rewind_state)):
+        if state is not None:
+            packed, layouts[name] = store.pack_state(state, prefix=f"{name}.")
+            tensors |= packed
+    store.save(path, tensors, dict(identity=ident_key, layouts=layouts))
+
+
+def _load_states(path: Path, ident_key: str) -> tuple[dict, dict | None]:
+    """(initial state, state after rewind_step steps or None) of the run's dense training."""
+    tensors, meta = store.load(path)
+    if meta.get("identity") != ident_key:
+        raise store.StoreError(f"{path} belongs to another run; delete the levels folder to start this run over")
+    states = {name: store.unpack_state(tensors, layout, prefix=f"{name}.") for name, layout in meta["layouts"].items()}
+    return states["init"], states.get("rewind")
+
+
+def check_ticket(cfg: Config, data: Data, ticket: dict, run_dir: Path, ident: dict, save, finished, log=print) -> dict:
+    """Retrain the final mask of a dynamic run (its `ticket`: masks, init_state, rewind_state) four ways, each
+    in its own subfolder of `run_dir`; `finished(folder, ident)` returns a variant's summary when it was done
+    before, `save(run, folder, ident)` writes a variant when it finishes. Returns the summary per variant."""
+    starts = {"rewind_init": (ticket["init_state"], ticket["masks"], 0),
+              "rewind_k": (ticket["rewind_state"], ticket["masks"], cfg.rewind_step),
+              "reinit": (fresh_init(cfg, data, cfg.seed + 1000), ticket["masks"], 0),  # same data order, new weights
+              "random_mask": (ticket["init_state"], shuffled_masks(ticket["masks"], cfg.seed + 4), 0)}
+    if ticket["rewind_state"] is None or cfg.rewind_step == 0:
         del starts["rewind_k"]
-    results = {}
-    for variant, (state, masks) in starts.items():
-        log(f"-- {variant}")
-        run = train(cfg, data, log, init_state=state, fixed_masks=masks,
-                    checkpoint=Path(run_dir) / variant / "checkpoint.pt")
-        results[variant] = save_run(run, Path(run_dir) / variant, profile)
-    summary = dict(
-        name=cfg.name, profile=profile, method=cfg.method, seed=cfg.seed, ticket_from=str(source_dir),
-        source_test_accuracy=json.loads((Path(source_dir) / "summary.json").read_text())["test_accuracy"],
-        variants={v: r["test_accuracy"] for v, r in results.items()}, sparsity=run.masks.sparsity(),
-        epochs=sum(r["epochs"] for r in results.values()), train_seconds=sum(r["train_seconds"] for r in results.values()),
-        hardware=hardware(run.device), device=str(run.device), params=cfg.to_dict())
-    write_atomic(Path(run_dir) / "summary.json", json.dumps(summary, indent=2))
-    return summary
+    summaries = {}
+    for variant, (state, masks, start_step) in starts.items():
+        folder, variant_ident = Path(run_dir) / variant, ident | {"variant": variant}
+        summaries[variant] = finished(folder, variant_ident)
+        if summaries[variant] is not None:
+            log(f"-- {variant}: finished before, read from {folder}")
+            continue
+        log(f"-- {variant}" + (f" (from step {start_step})" if start_step else ""))
+        run = train(cfg, data, log, init_state=state, fixed_masks=masks, start_step=start_step,
+                    checkpoint=folder / "checkpoint.pt", identity=variant_ident)
+        summaries[variant] = save(run, folder, variant_ident)
+    return summaries

@@ -120,10 +120,15 @@ def init_weights(model: nn.Module, mode: str = "kaiming_fan_out") -> None:
     as LeNet-300-100 unstable (measured: it collapsed to chance at lr 0.05 and trailed fan_in by 3 points
     at lr 0.1 after two epochs); `kaiming_fan_in` is the usual choice there. A VGG head of three
     Linear layers has the same problem (initial logits with std ~9): `torchvision_vgg` keeps fan_out for
-    the convolutions and draws Linear weights from N(0, 0.01), as torchvision's VGG does.
+    the convolutions and draws Linear weights from N(0, 0.01), as torchvision's VGG does. `glorot_normal` is
+    Frankle & Carbin's (2019) Gaussian Glorot initialisation for LeNet and Conv-2/4/6.
     """
     for m in model.modules():
-        if isinstance(m, nn.Linear) and mode == "torchvision_vgg":
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and mode == "glorot_normal":
+            nn.init.xavier_normal_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear) and mode == "torchvision_vgg":
             nn.init.normal_(m.weight, 0, 0.01)
             nn.init.zeros_(m.bias)
         elif isinstance(m, (nn.Conv2d, nn.Linear)):

@@ -1,8 +1,42 @@
-"""The figures of a run. Each function takes plain rows (history / layer report) and returns a Figure."""
+"""The figures, in one style for notebooks and the report. Each function takes plain rows (histories, layer
+reports, summaries) and returns a Figure. Error bars are 95 % intervals of the mean over seeds (none for one
+run); epochs are whole numbers on every axis; legends move beside the plot when they would cover it."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import seaborn as sns
+from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator, NullFormatter, PercentFormatter
+
+from . import stats
+
+STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9, "xtick.labelsize": 9,
+         "ytick.labelsize": 9, "axes.grid": True, "grid.alpha": 0.3, "figure.dpi": 100, "savefig.bbox": "tight"}
+sns.set_theme(context="notebook", style="whitegrid", font_scale=0.9, rc=STYLE)
+
+
+def _legend(ax, entries: int | None = None) -> None:
+    handles, _ = ax.get_legend_handles_labels()
+    if not handles:
+        return
+    if (entries or len(handles)) > 5:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    else:
+        ax.legend()
+
+
+def _whole_epochs(ax) -> None:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _log_x(ax) -> None:
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(LogFormatterSciNotation())
+    ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels on a log axis are what overlaps
+
+
+def _mean_ci(values: list[float]) -> tuple[float, float]:
+    s = stats.summarize(values)
+    return s.mean, (0.0 if s.low is None else s.high - s.mean)
 
 
 def training_curves(histories: dict[str, list[dict]]):
@@ -11,106 +45,108 @@ def training_curves(histories: dict[str, list[dict]]):
     for i, (label, history) in enumerate(histories.items()):
         epochs = [r["epoch"] for r in history]
         for split, style in (("train", "-"), ("val", "--")):
-            if history[0][f"{split}_accuracy"] is None:
+            if history[0].get(f"{split}_accuracy") is None:
                 continue
-            kw = dict(color=f"C{i}", label=f"{label} {split}" if len(histories) > 1 else split)
+            kw = dict(color=f"C{i % 10}", label=f"{label} {split}".strip() if len(histories) > 1 else split)
             acc_ax.plot(epochs, [r[f"{split}_accuracy"] for r in history], style, **kw)
             loss_ax.plot(epochs, [r[f"{split}_loss"] for r in history], style, **kw)
     acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     loss_ax.set(xlabel="epoch", ylabel="loss", title="loss (train: with label smoothing)")
     for ax in (acc_ax, loss_ax):
-        ax.grid(alpha=0.3)
-        ax.legend()
+        _whole_epochs(ax)
+    _legend(loss_ax)
     fig.tight_layout()
     return fig
 
 
 def sparsity_curve(history: list[dict]):
+    """The target in force during each epoch as steps, the sparsity counted from the masks at each epoch's
+    end as points: on target, every point sits on its step."""
     epochs = [r["epoch"] for r in history]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.step(epochs, [r["target_sparsity"] for r in history], where="mid", label="scheduled target", lw=3, alpha=0.4)
-    ax.plot(epochs, [r["sparsity"] for r in history], "o-", ms=3, label="achieved (zeros in masks)")
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    ax.step(epochs, [r["target_sparsity"] for r in history], where="mid", lw=3, alpha=0.4, label="scheduled target")
+    ax.plot(epochs, [r["sparsity"] for r in history], "o", ms=4, label="achieved (zeros in the masks)")
     ax.set(xlabel="epoch", ylabel="sparsity of prunable weights", ylim=(0, 1), title="sparsity per epoch")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    _whole_epochs(ax)
+    ax.legend(loc="lower right")
     fig.tight_layout()
     return fig
 
 
 def layer_sparsity(layers: list[dict]):
-    fig, ax = plt.subplots(figsize=(7, 0.22 * len(layers) + 1.2))
-    sns.barplot(x=[r["sparsity"] for r in layers], y=[r["layer"] for r in layers], ax=ax, color="tab:blue",
-                orient="h")
-    ax.set(xlabel="sparsity (fraction of the layer's weights pruned)", ylabel="", xlim=(0, 1),
-           title="per-layer sparsity of the final masks")
-    ax.tick_params(axis="y", labelsize=7)
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
-def schedule_preview(cfg, schedule_fn):
-    epochs = list(range(cfg.epochs))
-    fig, ax = plt.subplots(figsize=(6, 3))
-    ax.step([e + 1 for e in epochs], [schedule_fn(cfg, e) for e in epochs], where="mid")
-    ax.set(xlabel="epoch", ylabel="target sparsity", ylim=(0, 1),
-           title=f"{cfg.sparsity_schedule} schedule to {cfg.final_sparsity:g}")
-    ax.grid(alpha=0.3)
+    fig, ax = plt.subplots(figsize=(7, 0.25 * len(layers) + 1.3))
+    ax.barh([r["layer"] for r in layers][::-1], [r["sparsity"] for r in layers][::-1], color="C0")
+    ax.set(xlabel="fraction of the layer's weights pruned", xlim=(0, 1), title="per-layer sparsity of the final masks")
+    ax.tick_params(axis="y", labelsize=8 if len(layers) > 12 else 9)
+    ax.grid(axis="y", alpha=0)
     fig.tight_layout()
     return fig
 
 
 def run_figures(run) -> dict:
+    """The figures saved with every newly trained run (its folder's figures/)."""
     return {"training_curves": training_curves({"": run.history}), "sparsity": sparsity_curve(run.history),
             "layer_sparsity": layer_sparsity(run.masks.layer_report())}
 
 
 def imp_levels(levels_by_run: dict[str, list[dict]]):
-    fig, (acc_ax, cost_ax) = plt.subplots(1, 2, figsize=(11, 3.6))
-    for label, levels in levels_by_run.items():
-        acc_ax.plot([r["sparsity"] for r in levels], [r["test_accuracy"] for r in levels], "o-", ms=3, label=label)
-        cost_ax.plot([r["sparsity"] for r in levels], [r["cumulative_epochs"] for r in levels], "o-", ms=3, label=label)
-    acc_ax.set(xlabel="sparsity", ylabel="test accuracy (%)", title="IMP: accuracy per level")
-    cost_ax.set(xlabel="sparsity", ylabel="training epochs so far", title="IMP: cost to reach each level")
-    for ax in (acc_ax, cost_ax):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    """IMP: test accuracy against the weights remaining (log scale, as Frankle & Carbin plot it), mean and 95 %
+    interval over seeds, with the random re-initialisation control where it ran; and the cost so far."""
+    from .claims import level_table
+    table = level_table(list(levels_by_run.values()))
+    fig, (acc_ax, cost_ax) = plt.subplots(1, 2, figsize=(11, 3.8))
+    x = [100 * row["remaining"] for row in table]
+    for key, label, style in (("ticket", "IMP ticket (rewound)", "o-"), ("reinit", "same mask, re-initialised", "s--")):
+        points = [(xi, *_mean_ci(row[key])) for xi, row in zip(x, table) if row[key]]
+        if points:
+            acc_ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points], fmt=style,
+                            ms=4, capsize=3, label=label)
+    acc_ax.set_xscale("log")
+    acc_ax.invert_xaxis()
+    acc_ax.xaxis.set_major_formatter(PercentFormatter(decimals=0))
+    acc_ax.xaxis.set_minor_formatter(NullFormatter())
+    acc_ax.set(xlabel="weights remaining (log scale)", ylabel="test accuracy (%)", title="accuracy at every level")
+    _legend(acc_ax)
+    for run, levels in levels_by_run.items():
+        cost_ax.plot([100 * (1 - r["sparsity"]) for r in levels], [r["cumulative_epochs"] for r in levels], "o-", ms=3,
+                     label=run)
+    cost_ax.set_xscale("log")
+    cost_ax.invert_xaxis()
+    cost_ax.xaxis.set_major_formatter(PercentFormatter(decimals=0))
+    cost_ax.xaxis.set_minor_formatter(NullFormatter())
+    cost_ax.set(xlabel="weights remaining (log scale)", ylabel="training epochs so far", title="the cost of each level")
+    _legend(cost_ax)
     fig.tight_layout()
     return fig
 
 
 def _grouped(rows: list[dict], x: str):
-    """(method, mean of `x`, mean accuracy, its std) per method."""
-    from .compare import by_method, mean_std
+    """(method, mean of `x`, mean accuracy, its 95 % half-interval) per method."""
+    from .compare import by_method
     for method, rs in by_method(rows).items():
-        accuracy, std, _ = mean_std([r["test_accuracy"] for r in rs])
-        yield method, mean_std([r[x] for r in rs])[0], accuracy, std
+        mean, half = _mean_ci([r["test_accuracy"] for r in rs])
+        yield method, sum(r[x] for r in rs) / len(rs), mean, half
 
 
-def accuracy_vs_sparsity(rows: list[dict], summaries: list[dict]):
-    import statistics
-    fig, ax = plt.subplots(figsize=(7, 4))
+def accuracy_vs_sparsity(rows: list[dict], runs: list[dict]):
+    fig, ax = plt.subplots(figsize=(7.5, 4))
     for i, (method, x, y, err) in enumerate(_grouped(rows, "sparsity")):
-        ax.errorbar(x, y, yerr=err, fmt="o", capsize=4, color=f"C{i}", label=method)
+        ax.errorbar(x, y, yerr=err, fmt="o", capsize=4, color=f"C{i % 10}", label=method)
         if method == "dense":
-            ax.axhline(y, color=f"C{i}", lw=1, ls=":")
+            ax.axhline(y, color=f"C{i % 10}", lw=1, ls=":")
+    from .compare import method_label
     imp: dict[str, dict[float, list[float]]] = {}
-    for s in summaries:
-        for level in s.get("levels", []):
-            imp.setdefault(method_label_of(s), {}).setdefault(round(level["sparsity"], 4), []).append(level["test_accuracy"])
+    for r in runs:
+        for level in r.get("levels") or []:
+            imp.setdefault(method_label(r["params"]), {}).setdefault(round(level["sparsity"], 4), []).append(level["test_accuracy"])
     for label, points in imp.items():
         xs = sorted(points)
-        ax.plot(xs, [statistics.fmean(points[x]) for x in xs], "-", lw=1, alpha=0.6, label=f"{label}, every level")
-    ax.set(xlabel="sparsity of prunable weights", ylabel="test accuracy (%)", title="accuracy vs sparsity (mean ± std)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+        ax.plot(xs, [sum(points[x]) / len(points[x]) for x in xs], "-", lw=1, alpha=0.6, label=f"{label}, every level")
+    ax.set(xlabel="sparsity of prunable weights", ylabel="test accuracy (%)",
+           title="accuracy against sparsity (mean, 95 % interval)")
+    _legend(ax)
     fig.tight_layout()
     return fig
-
-
-def method_label_of(summary: dict) -> str:
-    from .compare import method_label
-    return method_label(summary["params"])
 
 
 def accuracy_vs_cost(rows: list[dict]):
@@ -118,62 +154,71 @@ def accuracy_vs_cost(rows: list[dict]):
     for ax, key, label in ((axes[0], "train_seconds", "training wall time (s)"),
                            (axes[1], "train_flops", "training FLOPs (dense kernels)")):
         for i, (method, x, y, err) in enumerate(_grouped(rows, key)):
-            ax.errorbar(x, y, yerr=err, fmt="o", capsize=4, color=f"C{i}", label=method)
-        ax.set(xscale="log", xlabel=label)
-        ax.grid(alpha=0.3, which="both")
+            ax.errorbar(x, y, yerr=err, fmt="o", capsize=4, color=f"C{i % 10}", label=method)
+        _log_x(ax)
+        ax.set(xlabel=label)
     axes[0].set_ylabel("test accuracy (%)")
-    axes[1].legend(fontsize=7)
-    fig.suptitle("accuracy vs cost of finding the ticket (mean ± std over seeds)")
+    _legend(axes[1], entries=10)
+    fig.suptitle("accuracy against the cost of finding the sparse network (mean, 95 % interval)")
     fig.tight_layout()
     return fig
 
 
-def accuracy_vs(series: dict[str, list[tuple]], xlabel: str, title: str, baseline_at=None):
-    """Test accuracy (mean ± std over seeds) against one parameter, one line per series of (x, mean, std, n).
-    A point at x == `baseline_at` (sparsity 0: the dense run) is drawn as a horizontal line instead."""
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+def accuracy_vs(series: dict[str, list[tuple]], xlabel: str, title: str, baseline_at=None,
+                published: dict[str, list[tuple[float, float]]] | None = None):
+    """Test accuracy against one parameter, one line per series of (x, accuracies of its runs). A point at
+    x == `baseline_at` (sparsity 0: the dense run) is a dotted line. `published` overlays the sources' points
+    (label -> [(x, accuracy)]) as open markers."""
+    fig, ax = plt.subplots(figsize=(8, 4))
     for i, (label, points) in enumerate(series.items()):
-        points = sorted(points)
-        line = [p for p in points if p[0] != baseline_at]
-        ns = [p[3] for p in line]
+        points = sorted(points, key=lambda p: p[0])
+        line = [(x, *_mean_ci(accs), len(accs)) for x, accs in points if x != baseline_at]
         if line:
+            ns = sorted({p[3] for p in line})
             ax.errorbar([p[0] for p in line], [p[1] for p in line], yerr=[p[2] for p in line], fmt="o-", capsize=4,
-                        color=f"C{i}", label=f"{label} (n={'–'.join(map(str, sorted({min(ns), max(ns)})))})")
-        for p in points:
-            if p[0] == baseline_at:
-                ax.axhline(p[1], color=f"C{i}", ls=":", label=f"{label}: dense {p[1]:.2f} %")
+                        color=f"C{i % 10}", label=f"{label} (ours, n={'–'.join(map(str, (ns[0], ns[-1]) if len(ns) > 1 else ns))})")
+        for x, accs in points:
+            if x == baseline_at:
+                ax.axhline(sum(accs) / len(accs), color=f"C{i % 10}", ls=":", label=f"{label}: dense (ours)")
+    markers = "sD^v<>p*"
+    for j, (label, points) in enumerate((published or {}).items()):
+        ax.plot([p[0] for p in points], [p[1] for p in points], markers[j % len(markers)], mfc="none", ms=8, mew=1.5,
+                color="k", label=f"published: {label}")
     ax.set(xlabel=xlabel, ylabel="test accuracy (%)", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend(ax)
     fig.tight_layout()
     return fig
 
 
-def accuracy_over_grid(groups: dict[str, list[dict]], key: str):
-    """A grid's result: accuracy against its parameter `key`, one line per combination of the other keys."""
-    from .compare import mean_std
+def accuracy_over_grid(runs: list[dict], grid: dict):
+    """A grid's result: accuracy against its first numeric key, one line per combination of the other keys;
+    None when no key is a number (the tables say it all then)."""
     from .config import label_without
-    series: dict[str, list[tuple]] = {}
-    for label, runs in groups.items():
-        series.setdefault(label_without(label, key) or "dynamic pruning", []).append(
-            (runs[0]["params"][key], *mean_std([r["test_accuracy"] for r in runs])))
-    return accuracy_vs(series, key, f"accuracy against {key} (mean ± std over seeds)",
+    key = next((k for k, values in grid.items() if all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                        for v in values)), None)
+    if key is None:
+        return None
+    series: dict[str, dict[float, list[float]]] = {}
+    for r in runs:
+        series.setdefault(label_without(r["point"], key) or "ours", {}).setdefault(r["point"][key], []).append(r["test_accuracy"])
+    as_points = {label: list(points.items()) for label, points in series.items()}
+    return accuracy_vs(as_points, key, f"accuracy against {key} (mean, 95 % interval over seeds)",
                        baseline_at=0.0 if key == "final_sparsity" else None)
 
 
 def studies(curves: dict[str, dict[str, list[dict]]]):
     """Small multiples: per study, one curve per experiment (validation accuracy, else train accuracy)."""
     n = len(curves)
-    cols = 4
+    cols = min(3, n)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
     for ax, (title, by_name) in zip(axes.flat, curves.items()):
         for name, history in by_name.items():
             key = "val_accuracy" if history and history[0].get("val_accuracy") is not None else "train_accuracy"
             ax.plot([r["epoch"] for r in history], [r[key] for r in history], label=f"{name} ({key.split('_')[0]})")
         ax.set(title=title, xlabel="epoch", ylabel="accuracy (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _whole_epochs(ax)
+        ax.legend(fontsize=9)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.tight_layout()

@@ -1,22 +1,23 @@
 """Run folders: everything about one run (one seed), written so that `summary.json` appears last.
 
-    results/<profile>/<notebook>/<name>/[<grid point>/]seed<k>/
-        summary.json      headline numbers, the resolved parameters and the code fingerprint
-                          (present = the run finished)
-        history.csv       one row per epoch
-        layers.csv        per-layer sparsity of the final masks
-        environment.json  versions, device, hardware, git commit
-        ticket.pt         final masks (bool), sparse weights, initial and step-k weights
+    results/<profile>/<notebook>/<name>/[<key>=<value>/...]seed<k>/
+        identity.json       what this folder holds: the run's identity (parameters + training code), written
+                            when the run starts; a folder of another identity is moved aside, never reused
+        summary.json        headline numbers, the resolved parameters, the identity (present = finished)
+        history.csv         one row per epoch
+        layers.csv          per-layer sparsity of the final masks
+        environment.json    versions, device, hardware, git commit
+        ticket.safetensors  final masks (bits), final weights (sparse), initial and step-k weights (dense)
         figures/*.png
-        checkpoint.pt     only while the run is unfinished
+        checkpoint.pt       only while the run is unfinished
+        stale/<identity>/   earlier results of another identity, kept (never deleted)
 """
 from __future__ import annotations
 
 import csv
-import functools
-import hashlib
 import io
 import json
+import math
 import os
 import platform
 import subprocess
@@ -26,30 +27,29 @@ from pathlib import Path
 
 import torch
 
-HISTORY_COLUMNS = ["epoch", "target_sparsity", "sparsity", "lr", "train_loss", "train_accuracy",
+from . import store
+from .store import write_atomic  # noqa: F401  (re-exported: the one atomic write)
+
+HISTORY_COLUMNS = ["epoch", "steps", "target_sparsity", "sparsity", "lr", "train_loss", "train_accuracy",
                    "val_loss", "val_accuracy", "seconds", "train_flops", "train_flops_sparse"]
+LAYER_COLUMNS = ["layer", "shape", "weights", "zeros", "sparsity"]
 
 
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a full disk must not leave half a file behind
-        raise
+def json_text(obj) -> str:
+    """Strict JSON (no NaN or Infinity, which other readers refuse): non-finite numbers become null."""
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+    return json.dumps(clean(obj), indent=2, allow_nan=False)
 
 
-def save_torch_atomic(path: Path, obj) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    write_atomic(path, buf.getvalue())
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
 
 
 def csv_text(rows: list[dict], columns: list[str]) -> str:
@@ -101,39 +101,36 @@ def environment(device: torch.device) -> dict:
     from importlib.metadata import version  # importing torchvision itself costs seconds
     return dict(python=sys.version.split()[0], torch=torch.__version__, torchvision=version("torchvision"),
                 platform=platform.platform(), device=str(device), hardware=hardware(device),
-                threads=torch.get_num_threads(), git_commit=git_commit())
+                cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+                device_slot=os.environ.get("DYNPRUNE_DEVICE_SLOT"), threads=torch.get_num_threads(),
+                processes=int(os.environ.get("WORLD_SIZE", "1")), git_commit=git_commit())
 
 
-@functools.cache
-def code_fingerprint() -> str:
-    """A hash of the dynprune sources: a finished run is reused only by the code that produced it."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
+# -- tickets: the trained sparse network and where it started ---------------------------------------------
+
+def save_ticket(path: Path, run) -> None:
+    tensors, layouts = {}, {}
+    for name, state, masks in (("final", run.model.state_dict(), run.masks.state_dict()),
+                               ("init", run.init_state, None), ("rewind", run.rewind_state, None)):
+        if state is not None:
+            packed, layouts[name] = store.pack_state(state, masks, prefix=f"{name}.")
+            tensors |= packed
+    store.save(path, tensors, dict(layouts=layouts, params=run.cfg.to_dict()))
 
 
-def finished_summary(run_dir: Path, cfg) -> dict | None:
-    """The summary of a finished run with exactly these parameters and this code, else None. A summary
-    that does not match is deleted, so that nothing stale looks finished while the run is redone."""
-    path = Path(run_dir) / "summary.json"
-    if not path.is_file():
-        return None
-    summary = json.loads(path.read_text())
-    if summary.get("params") == cfg.to_dict() and summary.get("code") == code_fingerprint():
-        return summary
-    path.unlink()
-    return None
+def load_ticket(path: Path) -> dict:
+    """{masks, state_dict, init_state, rewind_state, params} of a ticket file (no pickle)."""
+    tensors, meta = store.load(path)
+    layouts = meta["layouts"]
+    states = {name: store.unpack_state(tensors, layout, prefix=f"{name}.") for name, layout in layouts.items()}
+    return dict(masks=store.masks_of(tensors, layouts["final"], prefix="final."), state_dict=states["final"],
+                init_state=states.get("init"), rewind_state=states.get("rewind"), params=meta["params"])
 
 
-def load_run(run_dir: Path) -> dict:
-    """A finished run folder as plain rows: the summary plus `history` and `layers`."""
-    run_dir = Path(run_dir)
-    return json.loads((run_dir / "summary.json").read_text()) | {
-        "history": read_csv(run_dir / "history.csv"), "layers": read_csv(run_dir / "layers.csv")}
+# -- summaries ----------------------------------------------------------------------------------------
 
-
-def summarize(run, profile: str) -> dict:
+def summarize(run, profile: str, ident: dict) -> dict:
+    from .identity import key
     masks, cfg = run.masks, run.cfg
     pruned_nonzero = sum(int(((m == 0) & (w != 0)).sum()) for w, m in zip(masks.weights, masks.masks))
     last = run.history[-1]
@@ -142,61 +139,45 @@ def summarize(run, profile: str) -> dict:
         sparsity=masks.sparsity(), target_sparsity=cfg.final_sparsity, pruned_weights=masks.zeros(),
         prunable_weights=masks.total, remaining_weights=masks.total - masks.zeros(),
         total_parameters=sum(p.numel() for p in run.model.parameters()),
-        pruned_but_nonzero=pruned_nonzero, method=cfg.method, seed=cfg.seed, epochs=cfg.epochs,
-        train_seconds=run.train_seconds, train_flops=run.train_flops, train_flops_sparse=run.train_flops_sparse,
-        final_train_accuracy=last["train_accuracy"], final_val_accuracy=last["val_accuracy"],
-        data_source=run.data.source, device=str(run.device), hardware=hardware(run.device),
-        finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), code=code_fingerprint(), params=cfg.to_dict())
+        pruned_but_nonzero=pruned_nonzero, method=cfg.method, seed=cfg.seed, epochs=len(run.history),
+        train_steps=run.train_steps, train_seconds=run.train_seconds, train_flops=run.train_flops,
+        train_flops_sparse=run.train_flops_sparse, final_train_accuracy=last["train_accuracy"],
+        final_val_accuracy=last["val_accuracy"], data_source=run.data.source, device=str(run.device),
+        hardware=hardware(run.device), finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        identity=key(ident), code=ident["code"], params=cfg.to_dict())
 
 
-def save_run(run, run_dir: Path, profile: str, figures: dict | None = None, extra: dict | None = None) -> dict:
+def save_run(run, run_dir: Path, profile: str, ident: dict, figures: dict | None = None,
+             extra: dict | None = None) -> dict:
     """Write the whole run folder; the summary (with `extra` merged in) goes last so its presence means
-    'finished'."""
+    'finished'. A full disk or a read-only folder is one line, and leaves no summary behind."""
     run_dir = Path(run_dir)
-    (run_dir / "summary.json").unlink(missing_ok=True)
-    write_atomic(run_dir / "history.csv", csv_text(run.history, HISTORY_COLUMNS))
-    layers = run.masks.layer_report()
-    write_atomic(run_dir / "layers.csv", csv_text(layers, ["layer", "shape", "weights", "zeros", "sparsity"]))
-    write_atomic(run_dir / "environment.json", json.dumps(environment(run.device), indent=2))
-    save_torch_atomic(run_dir / "ticket.pt", {"masks": run.masks.state_dict(), "state_dict": {k: v.cpu() for k, v in run.model.state_dict().items()},
-                "init_state": run.init_state, "rewind_state": run.rewind_state, "params": run.cfg.to_dict()})
-    for name, fig in (figures or {}).items():
-        import matplotlib.pyplot as plt
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-        write_atomic(run_dir / "figures" / f"{name}.png", buf.getvalue())
-        plt.close(fig)  # saved, not shown again: a notebook would otherwise draw every run's figures
-    summary = summarize(run, profile) | (extra or {})
-    write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
+    try:
+        write_atomic(run_dir / "history.csv", csv_text(run.history, HISTORY_COLUMNS))
+        write_atomic(run_dir / "layers.csv", csv_text(run.masks.layer_report(), LAYER_COLUMNS))
+        write_atomic(run_dir / "environment.json", json_text(environment(run.device)))
+        save_ticket(run_dir / "ticket.safetensors", run)
+        for name, fig in (figures or {}).items():
+            import matplotlib.pyplot as plt
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+            write_atomic(run_dir / "figures" / f"{name}.png", buf.getvalue())
+            plt.close(fig)  # saved, not shown again: a notebook would otherwise draw every run's figures
+        summary = summarize(run, profile, ident) | (extra or {})
+        write_atomic(run_dir / "summary.json", json_text(summary))
+    except OSError as e:
+        from .checkpoint import TrainingError
+        raise TrainingError(f"cannot write the results of {run_dir} ({e.strerror or e}); free space (or fix "
+                            f"permissions) and run the same command again: it resumes from its checkpoint") from None
     (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # finished: nothing left to resume
     return summary
 
 
-def by_grid_point(runs: dict[str, dict]) -> dict[str, list[dict]]:
-    """{'final_sparsity=0.9/seed42': run, ...} -> {'final_sparsity=0.9': [runs of its seeds]} ('' without a grid)."""
-    groups: dict[str, list[dict]] = {}
-    for folder, run in runs.items():
-        groups.setdefault(folder.rpartition("/")[0], []).append(run)
-    return groups
-
-
-def markdown_table(header: list[str], rows: list) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
-
-
-def results_table(summaries: list[dict], profile: str) -> str:
-    """One row per seed, then mean +- sample std when there are several."""
-    import statistics
-    rows = [(s["seed"], f"{s['test_accuracy']:.2f}", f"{s['sparsity']:.4f} ({s['target_sparsity']:.4f})",
-             f"{s['remaining_weights']:,} / {s['prunable_weights']:,}", s["pruned_but_nonzero"], s["epochs"],
-             f"{s['train_seconds']:.1f}", f"{s['train_flops']:.3g}", f"{s['train_flops_sparse']:.3g}") for s in summaries]
-    if len(summaries) > 1:
-        acc = [s["test_accuracy"] for s in summaries]
-        rows.append((f"mean ± std (n={len(acc)})", f"{statistics.fmean(acc):.2f} ± {statistics.stdev(acc):.2f}",
-                     "", "", "", "", f"{statistics.fmean(s['train_seconds'] for s in summaries):.1f}", "", ""))
-    first = summaries[0]
-    return (markdown_table(["seed", "test accuracy (%)", "sparsity (target)", "weights left", "pruned but non-zero",
-                            "epochs", "train time (s)", "train FLOPs", "sparse-kernel FLOPs"], rows)
-            + f"\n\nprofile **{profile}**; hardware: {first['hardware']} ({first['device']}); "
-              f"data: {first['data_source']}; reported by the source: {first['params']['reported_accuracy']}")
+def load_run(run_dir: Path) -> dict:
+    """A finished run folder as plain rows: the summary plus `history` and `layers` (where it has them)."""
+    run_dir = Path(run_dir)
+    run = read_json(run_dir / "summary.json")
+    for name in ("history", "layers"):
+        path = run_dir / f"{name}.csv"
+        run[name] = read_csv(path) if path.is_file() else []
+    return run

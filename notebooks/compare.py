@@ -1,91 +1,93 @@
-# ---
-# jupyter:
-#   jupytext:
-#     formats: py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#   kernelspec:
-#     display_name: Python 3 (ipykernel)
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # Dynamic pruning against the lottery-ticket procedure and pruning at initialisation
 #
-# This notebook only reads finished run folders (it never trains): every method was trained with the
-# same model, data, recipe and epochs per training cycle. It shows what each method's ticket is worth
-# (test accuracy of the final network, mean ± sample standard deviation over seeds) and what it cost to
-# find: training epochs, wall time, and training FLOPs — dense (what ran here) and what a kernel that
-# skips pruned weights would need.
+# This notebook only reads finished run folders (it never trains): every method was trained with the same
+# model, data, recipe and epochs per training cycle. It shows what each method's network is worth (test
+# accuracy of the final network: mean ± sample standard deviation, 95 % interval, and the difference to
+# dynamic pruning with Welch's 95 % interval — a difference is called one only where that interval excludes
+# zero) and what it cost to find: epochs, wall time and training FLOPs, dense (what ran here) and what a
+# kernel skipping pruned weights would need.
 
 # %% tags=["parameters"]
 experiment = "compare/lenet_mnist_s80"  # params/<experiment>.yaml, or a path to a .yaml file
 profile = "quick"                       # whose results to read
 overrides = {}                          # any CompareConfig field
 run_dir = None                          # None: results/lab/<profile>/compare/<name>
-inputs_dir = None                       # where the runs are; None: results/<profile>
+inputs_dir = None                       # where the runs are; None: results/<profile> (read only)
 
 # %%
-import json
 from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from dynprune import compare, plots, records
+from dynprune import compare, plots, present
 from dynprune.config import resolve
-from dynprune.runner import PROJECT, params_file
+from dynprune.records import csv_text, json_text, write_atomic
+from dynprune.runner import batch_results, lab_run_dir, params_file
 
 cfg = resolve(params_file(experiment), profile, overrides)
-inputs_dir = Path(inputs_dir) if inputs_dir else PROJECT / "results" / profile
-run_dir = Path(run_dir) if run_dir else PROJECT / "results" / "lab" / profile / "compare" / cfg.name
+inputs_dir = Path(inputs_dir) if inputs_dir else batch_results(profile)
+run_dir = Path(run_dir) if run_dir else lab_run_dir("compare", profile, cfg.name)
 params_root = params_file(experiment).parent.parent
-display(Markdown(f"**{cfg.name}** ({profile} profile): {cfg.description}"))
+display(Markdown(present.heading(cfg, profile, params_file(experiment))))
 
-summaries, missing = {}, []
+runs, missing = {}, []
 for name in cfg.inputs:
-    found, absent = compare.experiment_summaries(inputs_dir, name, params_root)
-    summaries[name] = found
+    found, absent = compare.experiment_runs(inputs_dir, name, params_root, profile)
+    runs[name] = found
     missing += [f"{name}/{folder}" for folder in absent]
-print("missing (shown as missing, never filled in):", ", ".join(missing) or "nothing")
+display(Markdown("**Missing runs** (shown as missing, never filled in): " + (", ".join(f"`{m}`" for m in missing) or "none")))
 
 # %% [markdown]
-# ## One row per method and seed
-# Written to `comparison.csv` in the run folder.
+# ## Every method, side by side
 
 # %%
-rows = compare.comparison_rows([s for name in cfg.inputs for s in summaries[name]])
-records.write_atomic(run_dir / "comparison.csv", records.csv_text(rows, compare.COLUMNS))
-display(Markdown(compare.method_table(rows)))
+rows = compare.comparison_rows([r for name in cfg.inputs for r in runs[name]])
+write_atomic(run_dir / "comparison.csv", csv_text(rows, compare.COLUMNS))
+reference = "dynamic" if any(r["method"] == "dynamic" for r in rows) else None
+table = compare.method_table(rows, reference or "dynamic")
+display(Markdown(compare.method_markdown(table) if rows else "no finished run to compare yet"))
 
 # %% [markdown]
-# ## Accuracy against sparsity
-# IMP passes through every level on its way to the target: its curve shows them (mean over seeds).
+# ## Accuracy against sparsity and against cost
+# IMP passes through every level on its way to its target: its line shows them (mean over seeds). Cost on a
+# log scale: a method to the right paid more compute for its network.
 
 # %%
-figures = {"accuracy_vs_sparsity": plots.accuracy_vs_sparsity(rows, [s for v in summaries.values() for s in v])}
-
-# %% [markdown]
-# ## Accuracy against cost
-# Log scale: a method to the right paid more compute for its ticket.
-
-# %%
-figures["accuracy_vs_cost"] = plots.accuracy_vs_cost(rows)
+figures = {}
+if rows:
+    figures["accuracy_vs_sparsity"] = plots.accuracy_vs_sparsity(rows, [r for rs in runs.values() for r in rs])
+    figures["accuracy_vs_cost"] = plots.accuracy_vs_cost(rows)
 
 # %% [markdown]
 # ## Is the dynamic mask a winning ticket?
 
 # %%
-if cfg.ticket and cfg.dense and summaries.get(cfg.ticket) and summaries.get(cfg.dense):
-    verdict = compare.ticket_verdict(summaries[cfg.ticket], [s["test_accuracy"] for s in summaries[cfg.dense]],
-                                     cfg.tolerance)
-    display(Markdown(compare.verdict_text(verdict, cfg.tolerance)))
-else:
-    print("no verdict: the ticket check or the dense baseline is missing")
+verdict = None
+if cfg.ticket and cfg.dense and runs.get(cfg.ticket) and runs.get(cfg.dense):
+    verdict = compare.ticket_verdict(runs[cfg.ticket], [r["test_accuracy"] for r in runs[cfg.dense]], cfg.tolerance)
+    display(Markdown(compare.verdict_markdown(verdict)))
+elif cfg.ticket:
+    display(Markdown("**No verdict**: the ticket check or the dense baseline has not finished."))
+
+# %% [markdown]
+# ## Against a published curve
+# Where the comparison follows a published recipe, its claims are checked level by level from the runs.
+
+# %%
+claims = []
+if cfg.reference:
+    from dynprune import claims as claim_rules
+    claims = claim_rules.reference_claims(cfg.reference, runs)
+    display(Markdown(claim_rules.claims_markdown(claims)))
+    figures["levels"] = plots.imp_levels({r["folder"]: r["levels"] for rs in runs.values() for r in rs if r.get("levels")})
 
 # %%
 for name, fig in figures.items():
     fig.savefig(run_dir / f"{name}.png", dpi=110, bbox_inches="tight")
-records.write_atomic(run_dir / "summary.json", json.dumps(dict(name=cfg.name, profile=profile, rows=len(rows),
-                                                              missing=missing, params=cfg.to_dict()), indent=2))
+write_atomic(run_dir / "summary.json", json_text(dict(
+    name=cfg.name, profile=profile, rows=len(rows), missing=missing, params=cfg.to_dict(),
+    verdict=None if verdict is None else verdict["verdict"], claims=[c.as_dict() for c in claims],
+    methods=[dict(method=t["method"], accuracy=t["accuracy"].mean, sd=t["accuracy"].sd, n=t["accuracy"].n,
+                  low=t["accuracy"].low, high=t["accuracy"].high, flops=t["flops"], seconds=t["seconds"],
+                  sparsity=t["sparsity"]) for t in table])))

@@ -1,33 +1,17 @@
-# ---
-# jupyter:
-#   jupytext:
-#     formats: py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#   kernelspec:
-#     display_name: Python 3 (ipykernel)
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # Dynamic pruning: a sparse network from a single training run
 #
-# Instead of the lottery-ticket loop (train dense, prune, rewind, retrain, repeat), this run prunes
-# *while it trains*. At the start of every epoch a schedule sets a target sparsity; the prunable weights
-# (every Conv2d and Linear `weight`) are ranked by magnitude under **one global threshold**, taken over
-# the weights that are still active, and the smallest ones are masked until exactly that fraction is
-# zero. Masks only ever lose entries (no regrowth). Pruned weights are re-masked after every optimizer
-# step, so they are exactly zero in every forward pass.
+# Instead of the lottery-ticket loop (train dense, prune, rewind, retrain, repeat), this run prunes *while it
+# trains*. A schedule sets a target sparsity at the start of every epoch (or every few steps); the prunable
+# weights (every Conv2d and Linear `weight`) are ranked by magnitude under **one global threshold** over the
+# weights still active, and the smallest are masked until exactly that fraction is zero. Masks only ever lose
+# entries, and pruned weights are re-masked after every optimizer step, so they are exactly zero whenever the
+# network is used. The same notebook trains the dense baseline (`final_sparsity: 0`) and the pruning-at-
+# initialisation baselines (`method: random`, `random_layerwise`, `snip`).
 #
-# What you get: the sparse network and its masks (the "ticket"), the per-layer sparsity, and the
-# training history. The test set is evaluated once, on the final model; the validation split (when there
-# is one) is carved from the training set and never augmented.
-#
-# Edit the cell below to run another experiment (`params/<experiment>.yaml`), another profile
-# (`params/profiles/<profile>.yaml`), or to change any parameter through `overrides` — the keys are
-# the fields of `dynprune.config.Config`, validated before anything trains.
+# The test set is evaluated once, on the final model; a validation split, when there is one, comes from the
+# training set and is never augmented. To run another experiment or change a parameter, edit the cell below
+# (`overrides` takes any field of `dynprune.config.Config`); runs started here go to `results/lab/`.
 
 # %% tags=["parameters"]
 experiment = "dynamic_pruning/lenet_s78.9"  # params/<experiment>.yaml, or a path to a .yaml file
@@ -38,61 +22,56 @@ run_dir = None                              # None: results/lab/<profile>/dynami
 # %%
 from pathlib import Path
 
-from IPython.display import Markdown, display
+from IPython.display import HTML, Markdown, display
 
-from dynprune import plots, records
+from dynprune import plots, present, runs
 from dynprune.config import resolve, runs_of
-from dynprune.data import load_data
-from dynprune.pruning import target_sparsity
-from dynprune.runner import PROJECT, params_file
-from dynprune.train import train
+from dynprune.records import load_run
+from dynprune.runner import lab_run_dir, params_file
 
 cfg = resolve(params_file(experiment), profile, overrides)
-run_dir = Path(run_dir) if run_dir else PROJECT / "results" / "lab" / profile / "dynamic_pruning" / cfg.name
-display(Markdown(f"**{cfg.name}** ({profile} profile): {cfg.description or 'no description'}"))
-display(Markdown(records.markdown_table(["parameter", "value"], [(f"`{k}`", f"`{v}`") for k, v in cfg.to_dict().items()])))
-
-# %% [markdown]
-# ## The schedule
-# The target in force during each epoch. Between `prune_start_epoch` and `prune_end_epoch` it rises to
-# `final_sparsity`; afterwards the network fine-tunes at that sparsity. (Methods that prune at
-# initialisation hold `final_sparsity` from the first step.)
-
-# %%
-schedule_figure = plots.schedule_preview(cfg, target_sparsity)
+run_dir = Path(run_dir) if run_dir else lab_run_dir("dynamic_pruning", profile, cfg.name)
+display(Markdown(present.heading(cfg, profile, params_file(experiment))))
 
 # %% [markdown]
 # ## Training
-# One run per seed (and per grid point, when the file has a `grid`), each with its own validation split
-# and data order. A run that already finished with exactly these parameters and this version of the
-# `dynprune` code is read from its folder instead of trained again; an interrupted one resumes from its
-# checkpoint (saved after every epoch). One line per epoch: achieved sparsity (zeros in the masks over all
-# prunable weights) next to the scheduled target, learning rate, train loss / accuracy and, with a
-# validation split, validation loss / accuracy.
+# One run per seed (and per grid point). A run that finished before with exactly these parameters and this
+# training code is read from its folder; an interrupted one resumes from its checkpoint; a folder holding a
+# run of other parameters or code is moved to `stale/` inside it, never deleted. Each run's every epoch is
+# in its folder's `train.log` and `history.csv`; a few are shown here.
 
 # %%
-finished = {}  # run folder -> summary, history and layers of that run
+finished = {}
 for run in runs_of(cfg):
-    folder = run_dir / run.folder
-    if records.finished_summary(folder, run.cfg) is not None:
-        print(f"{run.folder}: finished before with these parameters and this code; read from {folder}")
-    else:
-        data = load_data(run.cfg)
-        print(f"{run.folder}: data source: {data.source}")
-        trained = train(run.cfg, data, checkpoint=folder / "checkpoint.pt")
-        records.save_run(trained, folder, profile, plots.run_figures(trained) | {"schedule": plots.schedule_preview(run.cfg, target_sparsity)})
-    finished[run.folder] = records.load_run(folder)
+    outcome = runs.ensure(run, run_dir / run.folder, profile, root=run_dir, log=present.epoch_log(run.cfg.epochs),
+                          figures=plots.run_figures)
+    finished[run.folder] = load_run(outcome.folder) | {"point": run.point, "label": run.label}
 
 # %% [markdown]
-# ## Accuracy and loss
+# ## Result
+# Test accuracy of each final model (never a best epoch). With several seeds: mean ± sample standard
+# deviation and the 95 % interval of the mean. With a grid: one table per grid point.
+
+# %%
+points = {}
+for r in finished.values():
+    points.setdefault(r["label"], []).append(r)
+for label, group in points.items():
+    display(Markdown((f"### {label}\n\n" if label else "") + present.runs_markdown(group)))
+
+# %%
+if cfg.grid:
+    grid_figure = plots.accuracy_over_grid(list(finished.values()), cfg.grid)
+
+# %% [markdown]
+# ## Accuracy and loss per epoch
 
 # %%
 curves = plots.training_curves({folder: r["history"] for folder, r in finished.items()})
 
 # %% [markdown]
-# ## Scheduled vs achieved sparsity
-# The achieved sparsity is counted from the masks; it must sit exactly on the target in every epoch
-# (first run shown; every run's own figure is in its folder).
+# ## Scheduled and achieved sparsity
+# The achieved sparsity is counted from the masks; it sits exactly on the target after every update (first run).
 
 # %%
 first = next(iter(finished.values()))
@@ -100,20 +79,13 @@ sparsity = plots.sparsity_curve(first["history"])
 
 # %% [markdown]
 # ## Where the zeros are
-# One global threshold lets layers end up with very different sparsities (first run shown).
+# One global threshold lets layers end up with very different sparsities (first run).
 
 # %%
 layers = plots.layer_sparsity(first["layers"])
 
 # %% [markdown]
-# ## Result
-# Test accuracy of each final model (never a best epoch), evaluated once; with several seeds, their mean ±
-# sample standard deviation. With a grid, one table per grid point and the accuracy against the first
-# parameter of the grid.
+# ## Parameters
 
 # %%
-points = records.by_grid_point(finished)
-for label, summaries in points.items():
-    display(Markdown((f"### {label}\n\n" if label else "") + records.results_table(summaries, profile)))
-if cfg.grid:
-    grid_figure = plots.accuracy_over_grid(points, next(iter(cfg.grid)))
+display(HTML(present.parameters_html(cfg)))

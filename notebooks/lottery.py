@@ -1,27 +1,15 @@
-# ---
-# jupyter:
-#   jupytext:
-#     formats: py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#   kernelspec:
-#     display_name: Python 3 (ipykernel)
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # The lottery-ticket baseline: iterative magnitude pruning with rewinding
 #
-# The procedure dynamic pruning is meant to replace (Frankle & Carbin 2019; rewinding per Frankle et al.
-# 2020): train the dense network; prune `imp_rate` of the remaining weights by one global magnitude
-# threshold; rewind the survivors to their values after `rewind_step` optimizer steps (0: the original
-# initialisation); retrain with the mask fixed; repeat until `final_sparsity`, the last round landing
-# exactly on it. Every level is a full training cycle of `epochs` epochs, so the cost adds up: that
-# cost, next to dynamic pruning's single cycle, is what the `compare` notebook weighs.
-#
-# A stopped run continues from its last finished level (each level is saved as it finishes).
+# The procedure dynamic pruning is meant to replace (Frankle & Carbin 2019; rewinding as in Frankle et al.
+# 2020): train the dense network; prune the trained network by magnitude; rewind the survivors to their state
+# after `rewind_step` optimizer steps (0: the initialisation) — weights, learning-rate schedule position and
+# data order — and train the remaining steps with the mask fixed; repeat until `final_sparsity`. Pruning is
+# one global threshold (`imp_rate` of the remaining weights per round) or layer by layer with per-layer rates
+# (`prune_scope: layerwise`, `imp_layer_rates`). With `imp_reinit`, each level's mask is also trained from a
+# fresh initialisation (Frankle & Carbin's control). Every level is a training cycle: that cost, beside
+# dynamic pruning's single cycle, is what the `compare` notebooks weigh. A stopped run continues from its
+# last finished level.
 
 # %% tags=["parameters"]
 experiment = "lottery/lenet_mnist_imp_s80_rewind0"  # params/<experiment>.yaml, or a path to a .yaml file
@@ -32,46 +20,51 @@ run_dir = None                                      # None: results/lab/<profile
 # %%
 from pathlib import Path
 
-from IPython.display import Markdown, display
+from IPython.display import HTML, Markdown, display
 
-from dynprune import plots, records
-from dynprune.config import resolve, runs_of
-from dynprune.data import load_data
-from dynprune.lottery import imp_levels, run_imp
-from dynprune.runner import PROJECT, params_file
+from dynprune import plots, present, runs
+from dynprune.config import ConfigError, resolve, runs_of
+from dynprune.records import load_run
+from dynprune.runner import lab_run_dir, params_file
 
 cfg = resolve(params_file(experiment), profile, overrides)
-assert cfg.method == "imp", f"the lottery notebook runs method 'imp', this file says {cfg.method!r}"
-run_dir = Path(run_dir) if run_dir else PROJECT / "results" / "lab" / profile / "lottery" / cfg.name
-display(Markdown(f"**{cfg.name}** ({profile} profile): {cfg.description or 'no description'}"))
-display(Markdown(records.markdown_table(["parameter", "value"], [(f"`{k}`", f"`{v}`") for k, v in cfg.to_dict().items()])))
-levels = imp_levels(cfg.final_sparsity, cfg.imp_rate, cfg.imp_stops)
-print(f"{len(levels)} pruning rounds after the dense training, {len(levels) + 1} training cycles of "
-      f"{cfg.epochs} epochs each: " + ", ".join(f"{s:.4f}" for s in levels))
+if cfg.method != "imp":
+    raise ConfigError(f"the lottery notebook runs method 'imp'; {experiment} says {cfg.method!r}")
+run_dir = Path(run_dir) if run_dir else lab_run_dir("lottery", profile, cfg.name)
+display(Markdown(present.heading(cfg, profile, params_file(experiment))))
 
 # %% [markdown]
 # ## Training, level by level
 
 # %%
-summaries = {}
+finished = {}
 for run in runs_of(cfg):
-    data = load_data(run.cfg)
-    print(f"{run.folder}: data source: {data.source}")
-    summaries[run.folder] = run_imp(run.cfg, data, run_dir / run.folder, profile)
+    outcome = runs.ensure(run, run_dir / run.folder, profile, root=run_dir, log=present.epoch_log(run.cfg.epochs, 2))
+    finished[run.folder] = load_run(outcome.folder) | {"label": run.label}
+
+# %% [markdown]
+# ## Result
+# The final level's network: test accuracy (mean ± sample standard deviation and 95 % interval over seeds)
+# and what it cost — every training cycle it took.
+
+# %%
+points = {}
+for r in finished.values():
+    points.setdefault(r["label"], []).append(r)
+for label, group in points.items():
+    display(Markdown((f"### {label}\n\n" if label else "") + present.runs_markdown(group)))
 
 # %% [markdown]
 # ## Accuracy at every level
-# Test accuracy of each level's final network against its sparsity (one line per seed), and the
-# cumulative training cost of reaching it.
+# Test accuracy of each level's network against the weights remaining (mean over seeds, with the 95 %
+# interval), beside the random re-initialisation control where it ran, and the training cost so far.
 
 # %%
-figure = plots.imp_levels({folder: summary["levels"] for folder, summary in summaries.items()})
-figure.savefig(run_dir / "imp_levels.png", dpi=110, bbox_inches="tight")
+figure = plots.imp_levels({folder: r["levels"] for folder, r in finished.items()})
+display(Markdown(present.levels_markdown({folder: r["levels"] for folder, r in finished.items()})))
+
+# %% [markdown]
+# ## Parameters
 
 # %%
-rows = [(s, r["level"], f"{r['sparsity']:.4f}", f"{r['test_accuracy']:.2f}", r["cumulative_epochs"],
-         f"{r['cumulative_seconds']:.1f}", f"{r['cumulative_flops']:.3g}")
-        for s, summary in summaries.items() for r in summary["levels"]]
-display(Markdown(records.markdown_table(["seed", "level", "sparsity", "test accuracy (%)", "epochs so far",
-                                         "train time so far (s)", "train FLOPs so far"], rows)))
-display(Markdown(records.results_table(list(summaries.values()), profile)))
+display(HTML(present.parameters_html(cfg)))

@@ -29,7 +29,7 @@ def test_every_comparison_names_existing_experiments(path):
         cfg = resolve(path, profile)
         for name in cfg.inputs:
             assert (PROJECT / "params" / f"{name}.yaml").is_file(), name
-        assert {cfg.dense, cfg.dynamic} <= set(cfg.inputs) and (not cfg.ticket or cfg.ticket in cfg.inputs)
+        assert {cfg.dense, cfg.dynamic, cfg.ticket} - {""} <= set(cfg.inputs)
 
 
 def test_the_seed_experiments_are_all_there():
@@ -60,8 +60,36 @@ BAD = [
     (dict(model="resnet50"), "allowed: lenet_300_100, conv4, resnet18"),
     (dict(optimizer="rmsprop"), "allowed: sgd, adam"),
     (dict(lr_schedule="step"), "allowed: cosine, onecycle, multistep, constant"),
-    (dict(sparsity_schedule="exp"), "allowed: linear, cubic, oneshot"),
+    (dict(sparsity_schedule="exp"), "allowed: linear, linear_paper, cubic, oneshot"),
     (dict(lr_schedule="multistep"), "needs lr_milestones"),
+    (dict(final_sparsity=float("nan")), "parameter 'final_sparsity' is nan; it must be a finite number"),
+    (dict(lr=float("inf")), "parameter 'lr' is inf; it must be a finite number"),
+    (dict(momentum=float("nan")), "parameter 'momentum' is nan"),
+    (dict(weight_decay=float("-inf")), "parameter 'weight_decay' is -inf"),
+    (dict(rotation=float("nan")), "parameter 'rotation' is nan"),
+    (dict(reported_accuracy=float("nan")), "parameter 'reported_accuracy' is nan"),
+    (dict(seed=10**23), "parameter 'seed' is 100000000000000000000000; it must be >= 0 and <= 2147483647"),
+    (dict(seeds=[1, -2]), "parameter 'seeds' is -2"),
+    (dict(name="/abs/path"), "parameter 'name' '/abs/path' is not a plain name"),
+    (dict(name="../../x"), "parameter 'name' '../../x' is not a plain name"),
+    (dict(name=".hidden"), "is not a plain name"),
+    (dict(name="a b"), "is not a plain name"),
+    (dict(method="ticket_check", ticket_from="../../etc/passwd"), "must name an experiment as <notebook>/<name>"),
+    (dict(method="ticket_check", ticket_from="/abs/x"), "must name an experiment as <notebook>/<name>"),
+    (dict(method="ticket_check", ticket_from="dynamic_pruning/x/../y"), "must name an experiment"),
+    (dict(method="ticket_check"), "needs ticket_from"),
+    (dict(ticket_from="dynamic_pruning/x"), "only for method ticket_check"),
+    (dict(epochs=10, prune_end_epoch=10), "which a 10-epoch run never starts"),
+    (dict(sparsity_schedule="linear_paper", epochs=10, prune_end_epoch=11), "has only 10 epochs"),
+    (dict(imp_layer_rates={"fc.*": 0.1}), "needs prune_scope: layerwise"),
+    (dict(prune_scope="layerwise", imp_layer_rates={"fc.*": 1.5}), "rates must be > 0 and < 1"),
+    (dict(prune_scope="layerwise", imp_layer_rates={"fc.*": float("nan")}), "is nan"),
+    (dict(imp_layer_rates=[0.1]), "parameter 'imp_layer_rates' must be of type mapping"),
+    (dict(processes=2, method="imp"), "processes' > 1 is for one training run"),
+    (dict(grid=dict(lr=[0.1, 0.1])), "grid: 'lr' lists a value twice"),
+    (dict(grid=dict(name=["a", "b"])), "grid: 'name' cannot vary"),
+    (dict(grid={1: [0.5]}), "grid: parameter names are text; got 1"),
+    (dict(grid=dict(lr=[0.1, float("nan")])), "parameter 'lr' is nan"),
     (dict(grid=[0.5, 0.9]), "parameter 'grid' must map parameter names to lists of values"),
     (dict(grid=dict(final_sparsty=[0.5])), "grid: unknown parameter 'final_sparsty' (did you mean 'final_sparsity'?)"),
     (dict(grid=dict(seed=[1, 2])), "grid: 'seed' cannot vary inside one parameter file"),
@@ -71,7 +99,7 @@ BAD = [
     (dict(grid=dict(final_sparsity=[0.5, 0.5])), "grid: 'final_sparsity' lists a value twice"),
     (dict(grid=dict(model=["conv4", "resnet50"])), "parameter 'model' is 'resnet50'"),
     (dict(epochs=30, grid=dict(epochs=[20, 40], prune_end_epoch=[30])),
-     "grid point epochs=20,prune_end_epoch=30: parameter 'prune_end_epoch' is 30 but the run has only 20 epochs"),
+     "grid point epochs=20, prune_end_epoch=30: parameter 'prune_end_epoch' is 30 but the run has only 20 epochs"),
 ]
 
 
@@ -86,7 +114,8 @@ def test_a_grid_is_every_combination_times_every_seed_each_in_its_own_folder():
     cfg = build(dict(seeds=[1, 2], grid=dict(final_sparsity=[0.5, 0.9], lr=[0.1, 0.01])))
     runs = runs_of(cfg)
     assert len(runs) == 8
-    assert runs[0].folder == "final_sparsity=0.5,lr=0.1/seed1" and runs[-1].folder == "final_sparsity=0.9,lr=0.01/seed2"
+    assert runs[0].folder == "final_sparsity=0.5/lr=0.1/seed1" and runs[-1].folder == "final_sparsity=0.9/lr=0.01/seed2"
+    assert runs[0].label == "final_sparsity=0.5, lr=0.1"
     assert len({r.folder for r in runs}) == 8
     for run in runs:
         assert run.cfg.grid == {} and run.cfg.seeds == () and run.cfg.seed in (1, 2)
@@ -135,3 +164,60 @@ def test_cli_refuses_bad_input_with_one_line_and_nonzero_exit(tmp_path):
         "dynprune: error: parameter 'prune_end_epoch' is 9 but the run has only 5 epochs; "
         "use a value <= epochs (or null for the last epoch)"]
     assert not out.exists()
+
+
+def test_grid_folders_are_lossless_plain_names_for_any_value():
+    """Close floats, lists, patterns with '/' or '*': every point its own plain folder, never '..'."""
+    from dynprune.config import SAFE_NAME
+    cfg = build(dict(grid=dict(lr=[0.1, 0.1000001, 1e-05], prune_exclude=[["fc.*"], ["../x"], []],
+                               lr_milestones=[[], [100, 150]], prune_end_epoch=[None, 150])))
+    folders = [r.folder for r in runs_of(cfg)]
+    assert len(set(folders)) == len(folders) == 3 * 3 * 2 * 2
+    assert "lr=0.1/" in folders[0] and any("lr=0.1000001/" in f for f in folders) and any("lr=1e-05/" in f for f in folders)
+    for folder in folders:
+        assert all(SAFE_NAME.fullmatch(part) for part in folder.split("/")), folder
+        assert ".." not in folder.split("/")
+    assert any("lr_milestones=100_150" in f for f in folders) and any("prune_end_epoch=null" in f for f in folders)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("epochs: 3\nepochs: 4\n", "duplicate key 'epochs'"),
+    ("1: 3\n", "parameter names are text; got 1 (int)"),
+    ("null: 3\n", "parameter names are text; got None"),
+    ("grid: {lr: [0.1, 0.2], lr: [0.3]}\n", "duplicate key 'lr'"),
+    ("epochs: .nan\n", "parameter 'epochs' must be of type int"),
+    ("rotation: .nan\n", "parameter 'rotation' is nan"),
+    ("final_sparsity: .inf\n", "parameter 'final_sparsity' is inf")])
+def test_hostile_parameter_files_are_refused_with_one_line(tmp_path, text, message):
+    (tmp_path / "params" / "dynamic_pruning").mkdir(parents=True)
+    (tmp_path / "params" / "profiles").mkdir()
+    (tmp_path / "params" / "profiles" / "paper.yaml").write_text("")
+    path = tmp_path / "params" / "dynamic_pruning" / "x.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        resolve(path)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_parameter_file_outside_params_uses_the_projects_profiles(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text((PROJECT / "params/dynamic_pruning/cifar10_val.yaml").read_text())
+    cfg = resolve(path, "quick")
+    assert cfg.name == "mine" and cfg.width == 0.125 and cfg.epochs == 4  # the quick profile's defaults
+
+
+def test_descriptive_fields_are_not_part_of_a_runs_identity():
+    from dynprune.identity import identity, key
+    a = build(dict(epochs=3))
+    assert key(identity(a)) == key(identity(a.replace(name="other", description="x", reported_accuracy=90.0,
+                                                      data_root="/elsewhere", download=False)))
+    assert key(identity(a)) != key(identity(a.replace(lr=0.01)))
+    assert key(identity(a)) != key(identity(a.replace(threads=1)))  # a CPU's numbers depend on its threads
+
+
+def test_the_training_code_fingerprint_ignores_presentation_modules():
+    from dynprune.identity import TRAINING_CODE
+    for module in ("plots.py", "report.py", "present.py", "compare.py", "cli.py", "runner.py", "bench.py", "runs.py"):
+        assert module not in TRAINING_CODE
+    for module in ("pruning.py", "models.py", "data.py", "augment.py", "train.py", "lottery.py", "checkpoint.py", "cost.py"):
+        assert module in TRAINING_CODE

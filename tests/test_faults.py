@@ -38,11 +38,14 @@ def test_a_run_killed_mid_epoch_resumes_to_exactly_the_uninterrupted_result(tmp_
 
     proc = subprocess.Popen(COMMAND + ["--out", str(killed)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    checkpoint = killed / "checkpoint.pt"
+    checkpoint = killed / "seed42" / "checkpoint.pt"  # the run folders: <out>/seed<k>, as the notebooks write
     deadline = time.time() + 120
     while time.time() < deadline:  # wait for the second epoch's checkpoint, then kill in the third epoch
-        if checkpoint.is_file() and len(torch.load(checkpoint, weights_only=False)["history"]) >= 2:
-            break
+        try:
+            if checkpoint.is_file() and len(torch.load(checkpoint, weights_only=True)["history"]) >= 2:
+                break
+        except Exception:  # caught mid-rename
+            pass
         time.sleep(0.05)
     time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
@@ -51,10 +54,11 @@ def test_a_run_killed_mid_epoch_resumes_to_exactly_the_uninterrupted_result(tmp_
 
     resumed = subprocess.run(COMMAND + ["--out", str(killed)], env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming from" in resumed.stdout
+    whole, killed = whole / "seed42", killed / "seed42"
+    assert "resuming from" in (killed / "train.log").read_text()
     assert _history_without_times(killed) == _history_without_times(whole)
-    a = torch.load(whole / "ticket.pt", weights_only=False)
-    b = torch.load(killed / "ticket.pt", weights_only=False)
+    from dynprune.records import load_ticket
+    a, b = load_ticket(whole / "ticket.safetensors"), load_ticket(killed / "ticket.safetensors")
     assert all(torch.equal(a["masks"][n], b["masks"][n]) for n in a["masks"])
     assert all(torch.equal(a["state_dict"][n], b["state_dict"][n]) for n in a["state_dict"])
     import json
@@ -63,24 +67,51 @@ def test_a_run_killed_mid_epoch_resumes_to_exactly_the_uninterrupted_result(tmp_
     assert not checkpoint.exists(), "a finished run leaves no checkpoint behind"
 
 
-def test_a_checkpoint_of_another_configuration_is_refused(tmp_path):
+def test_a_checkpoint_of_another_run_is_refused(tmp_path):
+    from dynprune.identity import identity
     data, path = in_memory_data(), tmp_path / "checkpoint.pt"
     cfg = tiny_config(epochs=2)
-    train(cfg, data, log=lambda _: None, checkpoint=path)
+    train(cfg, data, log=lambda _: None, checkpoint=path, identity=identity(cfg))
     with pytest.raises(ConfigError) as e:
-        train(cfg.replace(lr=0.01), data, log=lambda _: None, checkpoint=path)
-    assert "different parameters (lr)" in str(e.value) and "\n" not in str(e.value)
+        train(cfg.replace(lr=0.01), data, log=lambda _: None, checkpoint=path, identity=identity(cfg.replace(lr=0.01)))
+    assert "belongs to another run" in str(e.value) and "\n" not in str(e.value)
     path.write_bytes(b"garbage")
     with pytest.raises(ConfigError, match="cannot be read"):
-        train(cfg, data, log=lambda _: None, checkpoint=path)
+        train(cfg, data, log=lambda _: None, checkpoint=path, identity=identity(cfg))
 
 
-def test_a_checkpoint_of_another_version_is_refused(tmp_path, monkeypatch):
+def test_a_checkpoint_of_another_torch_version_is_refused(tmp_path, monkeypatch):
     data, path = in_memory_data(), tmp_path / "checkpoint.pt"
     train(tiny_config(epochs=2), data, log=lambda _: None, checkpoint=path)
-    monkeypatch.setattr(checkpoint_module, "__version__", "99.0")
-    with pytest.raises(ConfigError, match="was written by .* delete it"):
+    monkeypatch.setattr(torch, "__version__", "99.0")
+    with pytest.raises(ConfigError, match="was written by torch .* delete it"):
         train(tiny_config(epochs=2), data, log=lambda _: None, checkpoint=path)
+
+
+class Payload:
+    """Pickled, it would run code on load: what a crafted checkpoint.pt from someone else could hold."""
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_a_crafted_checkpoint_cannot_run_code(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"identity": None, "history": Payload()}, path)
+    with pytest.raises(ConfigError, match="cannot be read"):
+        train(tiny_config(epochs=1), in_memory_data(), log=lambda _: None, checkpoint=path)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_no_pickle_is_ever_loaded_from_disk():
+    """Every torch.load in the sources reads tensors and plain containers only."""
+    import re
+    from conftest import PROJECT
+    for path in list((PROJECT / "dynprune").glob("*.py")) + list((PROJECT / "notebooks").glob("*.py")):
+        text = path.read_text()
+        assert "weights_only=False" not in text, path
+        for call in re.findall(r"torch\.load\([^)]*\)", text):
+            assert "weights_only=True" in call, f"{path.name}: {call}"
 
 
 def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
@@ -109,17 +140,17 @@ def test_divergence_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint
     data, path = in_memory_data(), tmp_path / "checkpoint.pt"
     real_epoch = train_module.train_epoch
 
-    def poison_third_epoch(model, *args, **kwargs):
-        if kwargs.get("epoch", args[-1] if args else 0) == 2:
+    def poison_third_epoch(model, batches, epoch, *args, **kwargs):
+        if epoch == 2:
             with torch.no_grad():
                 next(p for n, p in model.named_parameters() if n.endswith("bias")).fill_(float("nan"))
-        return real_epoch(model, *args, **kwargs)
+        return real_epoch(model, batches, epoch, *args, **kwargs)
 
     monkeypatch.setattr(train_module, "train_epoch", poison_third_epoch)
     with pytest.raises(TrainingError) as e:
         train(tiny_config(epochs=5), data, log=lambda _: None, checkpoint=path)
     assert "the loss became nan in epoch 3, step 1" in str(e.value)
-    assert len(torch.load(path, weights_only=False)["history"]) == 2
+    assert len(torch.load(path, weights_only=True)["history"]) == 2
 
 
 def test_corrupt_torchvision_files_are_named(tmp_path, monkeypatch):
@@ -145,3 +176,25 @@ def test_tree_with_no_classes_or_an_empty_class(tmp_path, monkeypatch):
         (tmp_path / "cifar10" / split / "cat").mkdir()
     with pytest.raises(DataError, match="has no images"):
         load_data(tiny_config(dataset="cifar10", data_root=str(tmp_path)))
+
+
+def test_train_and_test_images_of_different_sizes_are_refused_before_training(tmp_path, monkeypatch):
+    from conftest import make_tree
+    root = make_tree(tmp_path / "data", side=32)
+    monkeypatch.setenv("DYNPRUNE_CACHE", str(tmp_path / "cache"))
+    from PIL import Image
+    for f in (root / "cifar10" / "test").rglob("*.png"):
+        Image.open(f).resize((28, 28)).save(f)
+    with pytest.raises(DataError, match="training images are .* but test images"):
+        load_data(tiny_config(dataset="cifar10", data_root=str(root)))
+
+
+def test_labels_outside_the_classes_are_refused(tmp_path, monkeypatch):
+    from conftest import write_idx
+    root = make_mnist(tmp_path / "data")
+    monkeypatch.setenv("DYNPRUNE_CACHE", str(tmp_path / "cache"))
+    labels = torch.arange(600) % 10
+    labels[7] = 42  # same size, one corrupted label
+    write_idx(root / "MNIST" / "raw" / "train-labels-idx1-ubyte", labels)
+    with pytest.raises(DataError, match="labels run from 0 to 42 but there are 10 classes"):
+        load_data(tiny_config(data_root=str(root)))

@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,8 +26,8 @@ reported_accuracy: 99.0
 """
 
 
-def render(root: Path, target: str, data: Path):
-    env = os.environ | {"DYNPRUNE_DATA": str(data), "DYNPRUNE_CACHE": str(root / "cache")}
+def render(root: Path, target: str, data: Path, extra_env: dict | None = None):
+    env = os.environ | {"DYNPRUNE_DATA": str(data), "DYNPRUNE_CACHE": str(root / "cache")} | (extra_env or {})
     return subprocess.run([sys.executable, "-m", "dynprune", "notebook", str(root / target)], env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -57,10 +58,16 @@ def test_dynamic_pruning_notebook_renders_a_complete_run(project):
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert all(r["val_accuracy"] != "" for r in rows)
     assert float(rows[-1]["sparsity"]) == pytest.approx(0.7, abs=1e-4)
-    for fig in ("training_curves", "sparsity", "layer_sparsity", "schedule"):
+    for fig in ("training_curves", "sparsity", "layer_sparsity"):
         assert (run / "figures" / f"{fig}.png").stat().st_size > 5000
     html = (out / "tiny.html").read_text()
     assert "image/png" in html and "test accuracy" in html and "torchvision files in" in html
+    assert html.index("Result") < html.index("Parameters: ") and "<details>" in html  # results first, parameters folded
+    assert "(empty)" in html and "``" not in html
+    assert (project / "results" / "paper" / "logs" / "dynamic_pruning" / "tiny.log").is_file()
+    assert proc.stdout.splitlines()[0].startswith("dynamic_pruning/tiny (paper)")
+    assert "dynamic_pruning/tiny done in" in proc.stdout.splitlines()[-1] and "1 run(s) trained, 3 epochs" in proc.stdout
+    assert len(proc.stdout.strip().splitlines()) == 2 and proc.stderr == ""
     assert "Traceback" not in html
 
 
@@ -79,7 +86,7 @@ def test_a_grid_renders_one_run_per_point_and_seed_and_reuses_the_finished_ones(
             target = float(point.split("=")[1])
             assert summary["sparsity"] == round(target * summary["prunable_weights"]) / summary["prunable_weights"]
             assert summary["pruned_but_nonzero"] == 0 and summary["seed"] == seed and summary["params"]["grid"] == {}
-            first[point, seed] = summary["finished_at"], (out / "tiny" / point / f"seed{seed}" / "ticket.pt").stat().st_mtime_ns
+            first[point, seed] = summary["finished_at"], (out / "tiny" / point / f"seed{seed}" / "ticket.safetensors").stat().st_mtime_ns
 
     params.write_text(base + "grid: {final_sparsity: [0.5, 0.9, 0.8]}\n")  # one more point: only it trains
     proc = render(project, "results/paper/dynamic_pruning/tiny.ipynb", project / "data")
@@ -87,26 +94,29 @@ def test_a_grid_renders_one_run_per_point_and_seed_and_reuses_the_finished_ones(
     for (point, seed), (finished_at, mtime) in first.items():
         folder = out / "tiny" / point / f"seed{seed}"
         assert json.loads((folder / "summary.json").read_text())["finished_at"] == finished_at
-        assert (folder / "ticket.pt").stat().st_mtime_ns == mtime
+        assert (folder / "ticket.safetensors").stat().st_mtime_ns == mtime
     html = (out / "tiny.html").read_text()
     for point, seed in first:
-        assert f"{point}/seed{seed}: finished before with these parameters and this code" in html
-    assert "final_sparsity=0.8/seed2: data source" in html and "mean ± std (n=2)" in html
+        assert f"{point}/seed{seed}: finished before with these parameters and this training code" in html
+    assert "2 run(s) trained, 4 epochs" in proc.stdout and "(n=2, 95 % CI" in html
     assert "Traceback" not in html
 
-    # a summary written by other code (or other parameters) is not reused: it is deleted and the run redone
+    # a result made with other parameters or code is never deleted: it is moved to stale/ and the run redone
     run = runs_of(resolve(params, "paper"))[0]
     folder = out / "tiny" / run.folder
-    assert records.finished_summary(folder, run.cfg)["test_accuracy"] > 0
-    summary = json.loads((folder / "summary.json").read_text())
-    (folder / "summary.json").write_text(json.dumps(summary | {"code": "older"}))
-    assert records.finished_summary(folder, run.cfg) is None and not (folder / "summary.json").exists()
+    params.write_text(base.replace("lr: 0.05", "lr: 0.04") + "grid: {final_sparsity: [0.5]}\n")
+    assert render(project, "results/paper/dynamic_pruning/tiny.ipynb", project / "data").returncode == 0
+    stale = list((folder / "stale").iterdir())
+    assert len(stale) == 1 and json.loads((stale[0] / "summary.json").read_text())["finished_at"] == first[
+        run.point_folder, run.cfg.seed][0]
+    assert json.loads((folder / "summary.json").read_text())["params"]["lr"] == 0.04
 
 
 def test_a_failed_run_is_kept_for_inspection_and_never_taken_as_done(project):
     proc = render(project, "results/paper/dynamic_pruning/tiny.ipynb", project / "no-data-here")
     assert proc.returncode != 0
-    assert "failed in cell" in proc.stderr and "DataError" in proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("dynamic_pruning/tiny FAILED: DataError: mnist not found") and "kept in" in last
     out = project / "results" / "paper" / "dynamic_pruning"
     assert (out / "tiny.failed.ipynb").is_file()
     assert not (out / "tiny.ipynb").exists() and not list((out / "tiny").rglob("summary.json"))
@@ -114,20 +124,39 @@ def test_a_failed_run_is_kept_for_inspection_and_never_taken_as_done(project):
 
 def test_bad_parameters_stop_before_any_kernel_starts(project):
     path = project / "params" / "dynamic_pruning" / "tiny.yaml"
-    path.write_text(TINY + "final_sparsity: 1.5\n")
+    path.write_text(TINY.replace("final_sparsity: 0.7", "final_sparsity: 1.5"))
     proc = render(project, "results/paper/dynamic_pruning/tiny.ipynb", project / "data")
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith("dynprune: error: ")
-    assert "final_sparsity" in proc.stderr and "Traceback" not in proc.stderr
-    assert not (project / "results").exists()
+    assert proc.returncode != 0
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("dynamic_pruning/tiny FAILED: ") and "final_sparsity" in last and "tiny.yaml" in last
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not list((project / "results").rglob("*.ipynb"))
 
 
 def test_every_notebook_is_a_parameterized_percent_script():
     import jupytext
+    from dynprune.runner import batch_parameters
     for path in (PROJECT / "notebooks").glob("*.py"):
         nb = jupytext.read(path)
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
+        assert set(batch_parameters(nb, "x", "paper", Path("r"), Path("i"))) >= {"experiment", "profile", "overrides", "run_dir"}
+
+
+def test_values_saved_in_the_parameters_cell_never_reach_a_batch_run(project, tmp_path):
+    """JupyterLab saves the parameters cell into notebooks/*.py; the batch renderer injects every variable."""
+    notebooks = tmp_path / "notebooks"
+    shutil.copytree(PROJECT / "notebooks", notebooks)
+    source = notebooks / "dynamic_pruning.py"
+    text = source.read_text()
+    assert "overrides = {}" in text
+    source.write_text(text.replace("overrides = {}", 'overrides = {"epochs": 1}')
+                      .replace('profile = "quick"', 'profile = "quick"  # saved from the lab'))
+    proc = render(project, "results/paper/dynamic_pruning/tiny.ipynb", project / "data",
+                  extra_env={"DYNPRUNE_NOTEBOOKS": str(notebooks)})
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    summary = json.loads((project / "results/paper/dynamic_pruning/tiny/seed42/summary.json").read_text())
+    assert summary["epochs"] == 3 and summary["params"]["epochs"] == 3  # the file's own epochs, not the saved 1
 
 
 def test_lottery_ticket_and_compare_notebooks_render_a_comparison(project):
@@ -150,6 +179,7 @@ def test_lottery_ticket_and_compare_notebooks_render_a_comparison(project):
     imp = json.loads((out / "lottery" / "tiny_imp" / "seed1" / "summary.json").read_text())
     assert [round(r["sparsity"], 4) for r in imp["levels"]] == [0.0, 0.5, 0.7]
     assert imp["epochs"] == 9 and imp["sparsity"] == pytest.approx(0.7, abs=1e-4)
+    assert imp["train_steps"] == 3 * 19 + 2 * (3 * 19 - 5)  # 600 images / 32 = 19 steps; later levels from step 5
     ticket = json.loads((out / "ticket" / "tiny" / "seed2" / "summary.json").read_text())
     assert set(ticket["variants"]) == {"rewind_init", "rewind_k", "reinit", "random_mask"}
     rows = list(csv.DictReader(open(out / "compare" / "tiny" / "comparison.csv")))
@@ -158,10 +188,13 @@ def test_lottery_ticket_and_compare_notebooks_render_a_comparison(project):
     assert sorted((r["method"], r["seed"]) for r in rows) == sorted(
         (m, s) for m in ("dense", "dynamic", "imp (rewind to step 5)") for s in ("1", "2"))
     by_method = {r["method"]: r for r in rows}
+    # dense cycle of 57 steps (600 images / 32, 3 epochs), then two levels rewound to step 5: 52 steps each
     assert float(by_method["imp (rewind to step 5)"]["train_flops"]) == pytest.approx(
-        3 * float(by_method["dynamic"]["train_flops"]))
+        float(by_method["dynamic"]["train_flops"]) * (57 + 52 + 52) / 57)
     html = (out / "compare" / "tiny.html").read_text()
-    assert "Winning ticket?" in html and "missing (shown as missing, never filled in): nothing" in html
+    assert "Verdict: " in html and "shown as missing, never filled in): none" in html
+    assert json.loads((out / "compare" / "tiny" / "summary.json").read_text())["verdict"] in (
+        "winning ticket", "not a winning ticket", "inconclusive")
     assert (out / "compare" / "tiny" / "accuracy_vs_cost.png").is_file()
 
 
@@ -182,5 +215,5 @@ def test_a_grid_runs_through_the_lottery_and_ticket_notebooks_point_by_point(pro
         imp = json.loads((out / "lottery" / "tiny_imp" / point / "seed42" / "summary.json").read_text())
         assert [round(r["sparsity"], 4) for r in imp["levels"]] == levels
         ticket = json.loads((out / "ticket" / "tiny" / point / "seed42" / "summary.json").read_text())
-        assert ticket["ticket_from"].endswith(f"dynamic_pruning/tiny/{point}/seed42")
+        assert ticket["source_folder"].endswith(f"dynamic_pruning/tiny/{point}/seed42")
         assert ticket["sparsity"] == pytest.approx(float(point.split("=")[1]), abs=1e-4)

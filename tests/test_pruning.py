@@ -3,9 +3,9 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from dynprune import train as train_module
+from dynprune import pruning, train as train_module
 from dynprune.models import build_model
-from dynprune.pruning import Masks, global_magnitude_masks, prunable_weights
+from dynprune.pruning import Masks, global_magnitude_masks, global_score_masks, prunable_weights
 from dynprune.train import train
 
 from conftest import in_memory_data, tiny_config
@@ -81,6 +81,152 @@ def test_prune_to_never_loosens_masks():
     zeros = masks.zeros()
     masks.prune_to(0.4)
     assert masks.zeros() == zeros
+
+
+def reference_masks(scores, masks, sparsity, absolute):
+    """Brute force: the active entries sorted by (-score, flat index) with a stable sort, the first
+    total - round(sparsity * total) of them kept (all of them if fewer are active)."""
+    total = sum(m.numel() for m in masks)
+    keep = total - round(sparsity * total)
+    values = torch.cat([(s.abs() if absolute else s).float().reshape(-1) for s in scores]).double()
+    active = torch.cat([m.reshape(-1) != 0 for m in masks])  # reshape: logical (row-major) order
+    index = torch.arange(total)[active]
+    order = torch.sort(-values[active], stable=True).indices
+    kept = torch.zeros(total, dtype=torch.bool)
+    kept[index[order[:keep]]] = True
+    return [k.view(m.shape) for k, m in zip(kept.split([m.numel() for m in masks]), masks)]
+
+
+def assert_same_masks(ours, reference):
+    assert len(ours) == len(reference)
+    for a, b in zip(ours, reference):
+        assert a.dtype == torch.bool and a.shape == b.shape
+        assert torch.equal(a, b)
+
+
+def tied_tensors(shapes, levels, seed, signed=False):
+    """Scores on a grid of `levels` values (many exact ties within and across tensors), and masks with
+    about a third of the entries already pruned."""
+    g = torch.Generator().manual_seed(seed)
+    scores = [torch.randint(0, levels, s, generator=g).float() * 0.25 - (levels * 0.125 if signed else 0)
+              for s in shapes]
+    masks = [(torch.rand(s, generator=g) > 0.3).float() for s in shapes]
+    return scores, masks
+
+
+@pytest.mark.parametrize("chunk", [None, 16])
+@pytest.mark.parametrize("absolute", [True, False])
+def test_threshold_with_many_ties_across_tensors_matches_a_brute_force_reference(chunk, absolute, monkeypatch):
+    if chunk:  # tensors spanning many chunks, ties across chunk boundaries
+        monkeypatch.setattr(pruning, "_CHUNK", chunk)
+    shapes = [(6, 5, 3, 3), (40,), (9, 31), (1, 1), (12, 4, 1, 1), (3, 50)]
+    for seed, levels in enumerate((1, 2, 3, 5, 17, 1000)):
+        scores, masks = tied_tensors(shapes, levels, seed, signed=not absolute)
+        for sparsity in (0.0, 0.05, 0.3, 0.5, 0.61, 0.9, 0.999, 1.0):
+            ours = global_score_masks(scores, masks, sparsity, absolute)
+            assert_same_masks(ours, reference_masks(scores, masks, sparsity, absolute))
+
+
+def test_negative_scores_rank_below_positive_ones_and_minus_zero_ties_with_zero():
+    scores = [torch.tensor([-0.0, 0.0, -1.0, 2.0, -3.0, 0.0, -0.0, 1.0])]
+    masks = [torch.ones(8)]
+    for keep in range(9):
+        sparsity = (8 - keep) / 8
+        ours = global_score_masks(scores, masks, sparsity)
+        assert_same_masks(ours, reference_masks(scores, masks, sparsity, False))
+    # by value 2 > 1 > 0 = -0 (first in flat order) > -1 > -3
+    assert global_score_masks(scores, masks, 4 / 8)[0].tolist() == [True, True, False, True, False, False, False, True]
+    # magnitudes 3 > 2 > 1 (index 2 before index 7)
+    assert global_magnitude_masks(scores, masks, 5 / 8)[0].tolist() == [False] * 2 + [True] * 3 + [False] * 3
+
+
+def test_scores_with_zeros_and_a_tensor_already_fully_pruned():
+    weights = [torch.zeros(4, 5), torch.tensor([[0.0, 1.0, 0.0], [2.0, 0.0, 3.0]]), torch.randn(7, 3),
+               torch.randn(10)]
+    masks = [torch.ones(4, 5), torch.ones(2, 3), torch.zeros(7, 3), torch.ones(10)]  # the third: all pruned
+    weights[3][[1, 4, 8]] = 0.0
+    total = sum(m.numel() for m in masks)
+    for zeros in range(21, total + 1):  # from the 21 already pruned to all
+        sparsity = zeros / total
+        ours = global_magnitude_masks(weights, masks, sparsity)
+        assert_same_masks(ours, reference_masks(weights, masks, sparsity, True))
+        assert sum(int((~m).sum()) for m in ours) == zeros
+        assert not ours[2].any()
+    # a target below the sparsity already reached keeps all active entries and revives none
+    ours = global_magnitude_masks(weights, masks, 0.05)
+    assert_same_masks(ours, [m.bool() for m in masks])
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_sparsity_zero_keeps_every_active_entry_and_sparsity_one_none(layout):
+    model = small_convnet()
+    if layout == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
+    masks = Masks(model)
+    masks.prune_to(0.5)
+    weights, active = masks.weights, [m.clone() for m in masks.masks]
+    assert_same_masks(global_magnitude_masks(weights, active, 0.0), [m.bool() for m in active])
+    total = masks.total
+    nearly_all = (total - 0.4) / total  # round(sparsity * total) == total: keep = 0
+    for sparsity in (1.0, nearly_all):
+        assert not any(m.any() for m in global_magnitude_masks(weights, active, sparsity))
+    one = global_magnitude_masks(weights, active, (total - 1) / total)
+    assert sum(int(m.sum()) for m in one) == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_low_and_high_precision_weights(dtype):
+    """Masks follow the weights' dtype; scores are compared as float32 (exact for 16-bit floats)."""
+    model = small_convnet().to(dtype)
+    reference_weights = [w.detach().clone() for w in prunable_weights(model).values()]
+    masks = Masks(model)
+    assert all(m.dtype == dtype for m in masks.masks)
+    for sparsity in (0.5, 0.9):
+        before = [m.clone() for m in masks.masks]
+        masks.prune_to(sparsity)
+        expected = reference_masks(reference_weights, before, sparsity, True)
+        assert_same_masks([m != 0 for m in masks.masks], expected)
+        assert masks.zeros() == round(sparsity * masks.total)
+        assert all(m.dtype == dtype for m in masks.masks)
+        assert all(int((w[m == 0] != 0).sum()) == 0 for w, m in zip(masks.weights, masks.masks))
+
+
+@pytest.mark.parametrize("chunk", [None, 11])
+def test_channels_last_tensors_break_ties_in_logical_order(chunk, monkeypatch):
+    """A channels-last tensor is walked in memory order for counting, but ties are resolved in its logical
+    (row-major) order like any other tensor's; scores in another layout than the masks work too."""
+    if chunk:
+        monkeypatch.setattr(pruning, "_CHUNK", chunk)
+    shapes = [(5, 4, 3, 3), (8, 6, 3, 2), (7, 12)]
+    for seed, levels in enumerate((1, 2, 4, 9)):
+        scores, masks = tied_tensors(shapes, levels, seed)
+        cl = lambda ts: [t.to(memory_format=torch.channels_last) if t.dim() == 4 else t for t in ts]  # noqa: E731
+        for s, m in ((cl(scores), cl(masks)), (scores, cl(masks)), (cl(scores), masks)):
+            for sparsity in (0.2, 0.5, 0.77, 0.95):
+                ours = global_magnitude_masks(s, m, sparsity)
+                assert_same_masks([o.contiguous() for o in ours], reference_masks(scores, masks, sparsity, True))
+
+
+def test_masks_of_channels_last_weights_with_ties_are_exact_and_keep_their_layout():
+    model = small_convnet().to(memory_format=torch.channels_last)
+    masks = Masks(model)
+    with torch.no_grad():
+        for w in masks.weights:
+            w.copy_(torch.randint(1, 4, w.shape).float())
+    expected = reference_masks([w.detach().clone() for w in masks.weights], masks.masks, 0.6, True)
+    masks.prune_to(0.6)
+    assert_same_masks([m != 0 for m in masks.masks], expected)
+    assert all(m.stride() == w.stride() for m, w in zip(masks.masks, masks.weights))
+
+
+def test_scores_need_not_be_detached_and_stay_untouched():
+    model = small_convnet()
+    weights = list(prunable_weights(model).values())
+    before = [w.detach().clone() for w in weights]
+    masks = [torch.ones_like(w) for w in weights]
+    global_magnitude_masks(weights, masks, 0.5)  # parameters that require grad, outside no_grad
+    assert all(torch.equal(a, b) for a, b in zip(before, weights))
+    assert all(m.all() for m in masks)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
