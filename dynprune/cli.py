@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import re
 import sys
 import typing
@@ -16,6 +17,7 @@ from pathlib import Path
 from . import config as C
 from .checkpoint import TrainingError
 from .data import DataError
+from .distributed import RankMismatch
 from .store import Busy, StoreError
 
 
@@ -100,8 +102,11 @@ def cmd_train(args) -> None:
     import matplotlib
     matplotlib.use("Agg")
     from . import plots
+    from .distributed import launched
+    quiet = launched() and os.environ.get("RANK", "0") != "0"  # under torchrun, rank 0 speaks for all
     for run in C.runs_of(cfg):  # one folder per run below `out`, as the notebooks lay them out
-        outcome = ensure(run, out / run.folder, args.profile, root=out, figures=plots.run_figures)
+        outcome = ensure(run, out / run.folder, args.profile, root=out, figures=plots.run_figures,
+                         log=(lambda *_: None) if quiet else print)
         s = outcome.summary
         if s:
             print(f"{outcome.action} {outcome.folder}/ (test accuracy {s['test_accuracy']:.2f}%, "
@@ -199,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (C.ConfigError, DataError, TrainingError, StoreError, Busy) as e:
+    except (C.ConfigError, DataError, TrainingError, StoreError, Busy, RankMismatch) as e:
         print(f"dynprune: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

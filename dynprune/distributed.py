@@ -8,6 +8,7 @@ instead of being assumed away. Evaluation counts each image once across ranks; o
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 
@@ -82,6 +83,15 @@ def check_masks_agree(ctx: Context, masks: list[torch.Tensor], device, where: st
     if int(t[0]) != digest or -int(t[1]) != digest:
         raise RankMismatch(f"the masks differ across the {ctx.world} processes after the update {where}; "
                            f"the ranks' weights diverged (check that every rank runs the same code and data)")
+
+
+def write_digests(ctx: Context) -> None:
+    """With DYNPRUNE_DIGESTS=<folder>, each rank writes the mask checksums it compared (the tests read them)."""
+    folder = os.environ.get("DYNPRUNE_DIGESTS")
+    if folder and ctx.active:
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, f"rank{ctx.rank}.json"), "w") as f:
+            json.dump(DIGESTS, f)
 
 
 def barrier(ctx: Context) -> None:

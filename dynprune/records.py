@@ -115,7 +115,9 @@ def save_ticket(path: Path, run) -> None:
         if state is not None:
             packed, layouts[name] = store.pack_state(state, masks, prefix=f"{name}.")
             tensors |= packed
-    store.save(path, tensors, dict(layouts=layouts, params=run.cfg.to_dict()))
+    arch = dict(name=run.cfg.model, in_channels=run.data.channels, classes=len(run.data.classes), side=run.data.side,
+                width=run.cfg.width)
+    store.save(path, tensors, dict(layouts=layouts, params=run.cfg.to_dict(), arch=arch))
 
 
 def load_ticket(path: Path) -> dict:
@@ -124,7 +126,7 @@ def load_ticket(path: Path) -> dict:
     layouts = meta["layouts"]
     states = {name: store.unpack_state(tensors, layout, prefix=f"{name}.") for name, layout in layouts.items()}
     return dict(masks=store.masks_of(tensors, layouts["final"], prefix="final."), state_dict=states["final"],
-                init_state=states.get("init"), rewind_state=states.get("rewind"), params=meta["params"])
+                init_state=states.get("init"), rewind_state=states.get("rewind"), params=meta["params"], arch=meta["arch"])
 
 
 # -- summaries ----------------------------------------------------------------------------------------
@@ -148,9 +150,10 @@ def summarize(run, profile: str, ident: dict) -> dict:
 
 
 def save_run(run, run_dir: Path, profile: str, ident: dict, figures: dict | None = None,
-             extra: dict | None = None) -> dict:
-    """Write the whole run folder; the summary (with `extra` merged in) goes last so its presence means
-    'finished'. A full disk or a read-only folder is one line, and leaves no summary behind."""
+             extra: dict | None = None, export: bool = True) -> dict:
+    """Write the whole run folder — with the sparse network exported and measured (export.py) when the run
+    pruned anything — and the summary (with `extra` merged in) last, so its presence means 'finished'. A full
+    disk or a read-only folder is one line, and leaves no summary behind."""
     run_dir = Path(run_dir)
     try:
         write_atomic(run_dir / "history.csv", csv_text(run.history, HISTORY_COLUMNS))
@@ -163,6 +166,8 @@ def save_run(run, run_dir: Path, profile: str, ident: dict, figures: dict | None
             fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
             write_atomic(run_dir / "figures" / f"{name}.png", buf.getvalue())
             plt.close(fig)  # saved, not shown again: a notebook would otherwise draw every run's figures
+        if export and (extra or {}).get("export") is None and run.masks.pruned:
+            extra = (extra or {}) | {"export": _export(run, run_dir)}
         summary = summarize(run, profile, ident) | (extra or {})
         write_atomic(run_dir / "summary.json", json_text(summary))
     except OSError as e:
@@ -171,6 +176,17 @@ def save_run(run, run_dir: Path, profile: str, ident: dict, figures: dict | None
                             f"permissions) and run the same command again: it resumes from its checkpoint") from None
     (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # finished: nothing left to resume
     return summary
+
+
+def _export(run, run_dir: Path) -> dict:
+    """The export's headline figures; an export that fails is recorded as such and never costs the trained run."""
+    from .export import arch_of, export_model
+    try:
+        return export_model(run.model, run.masks.state_dict(), arch_of(run.cfg, run.data), run_dir)
+    except OSError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the training result stands; the summary says what went wrong
+        return {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
 
 
 def load_run(run_dir: Path) -> dict:

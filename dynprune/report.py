@@ -1,22 +1,41 @@
-"""The results report of one profile: reads every finished run folder under results/<profile>/ (never
-trains) and writes results/<profile>/index.html, a page readable from disk without a server."""
+"""The results of one profile, as the page of a paper's companion: `results/<profile>/index.html` (and RESULTS.md).
+
+Read only: it lists every parameter file, reads every run folder of the profile and decides from each run's
+identity (runs.status) whether it is done, stale (made by other code or parameters) or missing. Nothing is
+trained, nothing under results/ is moved; a missing or stale result is always shown as such, never dropped.
+
+    collect(results, params_root, profile)  -> Results          what the profile holds
+    claims(res, tolerance)                  -> [Claim]          every verdict, computed from the runs
+    sections(res, claims, figures_dir)      -> [Section]        the page: claims first, then figures, tables
+    to_html(title, sections, base)          -> str              a static page, links relative to `base`
+    to_markdown(sections, base)             -> str              the same content for RESULTS.md
+
+The page is built once as plain blocks (text, tables, figures, links as paths) and rendered twice, so the
+HTML page, the notebook and RESULTS.md can never say different things. Links become relative paths only
+when rendered, to wherever the page is written.
+"""
 from __future__ import annotations
 
-import csv
+import contextlib
 import html
+import os
+import statistics
+import urllib.parse
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .compare import mean_std, method_table
-from .config import label_without, resolve, runs_of
-from .records import load_run
+from . import config as C
+from . import stats
+from .claims import Claim, accuracy_verdict, difference_verdict, reference_claims
+from .present import DATASETS, MODELS, describe
 
-SEED_EXPERIMENTS = ["cifar10_val", "cifar10_noval", "mnist_val", "mnist_noval", "cifar10_bs32", "cifar10_lr0.001",
-                    "cifar10_lr0.01", "cifar10_ep30_bs32", "cifar10_ep400", "cifar10_resnet34", "mnist_bs32",
-                    "mnist_lr0.001", "mnist_momentum0.5", "mnist_ep100"]
-PAPER_EXPERIMENTS = ["resnet18_dense", "resnet18_s70", "resnet18_s72.9", "resnet18_s75", "resnet18_s80",
-                     "resnet18_s85", "resnet18_s90", "resnet18_s95", "vgg_like_s97", "vgg19_s98", "lenet_s78.9",
-                     "lenet_s98"]
-STUDIES = {  # title -> (baseline, variants): each a dynamic_pruning experiment
+# -- what one profile holds ------------------------------------------------------------------------------
+
+KINDS = ("dynamic_pruning", "lottery", "ticket")  # the notebooks that hold runs
+SOURCE_LABELS = {"seed": "seed", "later_paper": "later paper", "frankle_carbin_2019": "Frankle & Carbin (2019)"}
+SEED_BASELINES = ("cifar10_val", "mnist_val")  # the seed's recipes drawn against sparsity; its other experiments
+                                              # each vary one hyperparameter of these (see STUDIES)
+STUDIES = {  # title -> dynamic_pruning experiments, the baseline first
     "CIFAR-10: learning rate": ["cifar10_val", "cifar10_lr0.01", "cifar10_lr0.001"],
     "CIFAR-10: batch size": ["cifar10_val", "cifar10_bs32"],
     "CIFAR-10: epochs": ["cifar10_ep30_bs32", "cifar10_val", "cifar10_ep400"],
@@ -28,117 +47,1139 @@ STUDIES = {  # title -> (baseline, variants): each a dynamic_pruning experiment
 }
 
 
-def experiment_runs(results: Path, experiment: str, params_root: Path) -> dict[str, tuple[list[dict], int]]:
-    """Per grid point ('' without a grid): (its finished runs with their history, seeds the file asks for).
-    Runs count only once their notebook has rendered."""
-    cfg = resolve(params_root / f"{experiment}.yaml", results.name)
-    rendered = (results / f"{experiment}.ipynb").is_file()
-    points: dict[str, tuple[list[dict], int]] = {}
-    for run in runs_of(cfg):
-        found, wanted = points.get(run.label, ([], 0))
-        folder = results / experiment / run.folder
-        if rendered and (folder / "summary.json").is_file():
-            found.append(load_run(folder))
-        points[run.label] = (found, wanted + 1)
-    return points
+@dataclass
+class RunResult:
+    folder: str            # relative to the experiment's folder: [<key>=<value>/...]seed<k>
+    label: str             # its grid point ('' without a grid)
+    state: str             # done | stale | unfinished | missing (runs.status)
+    summary: dict | None   # its summary.json, for done and stale runs
 
 
-def results_rows(results: Path, names: list[str], params_root: Path, link_prefix: str = "") -> list[tuple]:
-    """One row per experiment (and grid point): the published number beside ours; a run that is not there
-    shows as missing."""
-    rows = []
-    for name in names:
-        experiment = f"dynamic_pruning/{name}"
-        cfg = resolve(params_root / f"{experiment}.yaml", results.name)
-        theirs = "—" if cfg.reported_accuracy is None else f"{cfg.reported_accuracy:.2f}"
-        for label, (runs, wanted) in experiment_runs(results, experiment, params_root).items():
-            title = f"{name} [{label}]" if label else name
-            link = f"[notebook]({link_prefix}{experiment}.html)" if runs else ""
-            if not runs:
-                rows.append((title, cfg.description, theirs, "missing", "", "", "", "", link))
+@dataclass
+class Experiment:
+    kind: str
+    name: str
+    path: Path                     # its parameter file
+    cfg: C.Config | None           # resolved in this profile (None: the file does not resolve)
+    paper: C.Config | None         # resolved in the paper profile, where that differs
+    runs: list[RunResult]
+    notebook: Path                 # its rendered page (results/<profile>/<kind>/<name>.html)
+    rendered: bool
+    failed: bool                   # a failed render is kept as <name>.failed.ipynb
+    error: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+    def points(self) -> dict[str, list[RunResult]]:
+        """The runs by grid point, in file order ('' without a grid)."""
+        groups: dict[str, list[RunResult]] = {}
+        for r in self.runs:
+            groups.setdefault(r.label, []).append(r)
+        return groups
+
+    def summaries(self, state: str = "done") -> list[dict]:
+        return [r.summary for r in self.runs if r.state == state]
+
+
+@dataclass
+class Comparison:
+    name: str
+    path: Path
+    cfg: C.CompareConfig | None
+    rendered: bool
+    notebook: Path
+    stored: dict            # its summary.json (claims, verdict, methods) where rendered
+    error: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"compare/{self.name}"
+
+
+@dataclass
+class Results:
+    profile: str
+    results: Path                  # results/<profile>/
+    params_root: Path              # params/
+    experiments: dict[str, Experiment] = field(default_factory=dict)
+    comparisons: dict[str, Comparison] = field(default_factory=dict)
+
+    @property
+    def project(self) -> Path:
+        return self.params_root.parent
+
+    def of(self, key: str) -> Experiment | None:
+        return self.experiments.get(key)
+
+
+def collect(results: Path, params_root: Path, profile: str) -> Results:
+    """Every experiment of `params_root` with the state of each of its runs under `results` (read only)."""
+    res = Results(profile, Path(results), Path(params_root))
+    with _data_fingerprints_cached():
+        for kind in KINDS:
+            for path in _parameter_files(res.params_root, kind):
+                exp = _experiment(res, kind, path)
+                res.experiments[exp.key] = exp
+    for path in _parameter_files(res.params_root, "compare"):
+        comp = _comparison(res, path)
+        res.comparisons[comp.name] = comp
+    return res
+
+
+def _parameter_files(params_root: Path, kind: str) -> list[Path]:
+    folder = params_root / kind
+    return sorted(p for p in folder.glob("*.yaml") if C.SAFE_NAME.fullmatch(p.stem)) if folder.is_dir() else []
+
+
+def _experiment(res: Results, kind: str, path: Path) -> Experiment:
+    page = res.results / kind / f"{path.stem}.html"
+    rendered = page.is_file() and page.with_suffix(".ipynb").is_file()
+    failed = page.with_suffix(".failed.ipynb").is_file()
+    try:
+        cfg = C.resolve(path, res.profile)
+        paper = C.resolve(path, "paper") if res.profile != "paper" else None
+    except C.ConfigError as e:
+        return Experiment(kind, path.stem, path, None, None, [], page, rendered, failed, error=str(e))
+    runs = [_run_result(res.results, f"{kind}/{path.stem}", run) for run in C.runs_of(cfg)]
+    return Experiment(kind, path.stem, path, cfg, paper, runs, page, rendered, failed)
+
+
+def _run_result(results: Path, key: str, run: C.Run) -> RunResult:
+    from .runs import run_identity, status
+    folder = results / key / run.folder
+    source = None
+    if run.cfg.method == "ticket_check":  # a ticket check's identity holds the identity of the run it retrains
+        path = results / run.cfg.ticket_from / run.folder / "summary.json"
+        source = _read(path).get("identity") if path.is_file() else None
+    state = status(folder, run_identity(run.cfg, source))
+    summary = _read(folder / "summary.json") or None if state in ("done", "stale") else None
+    if summary is None and state in ("done", "stale"):
+        state = "missing"  # an unreadable summary is no result
+    return RunResult(run.folder, run.label, state, summary)
+
+
+def _read(path: Path) -> dict:
+    from .records import read_json
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@contextlib.contextmanager
+def _data_fingerprints_cached():
+    """runs.run_identity fingerprints the data files on every call (a walk over the 60,000 files of an image
+    tree takes a second); the report asks for the identity of every run of a profile, so each (data folder,
+    data set) is fingerprinted once while it reads. The function itself stays the one in data.py."""
+    from . import data
+    original, known = data.data_fingerprint, {}
+
+    def once(cfg):
+        key = (str(data.data_root(cfg)), cfg.dataset)
+        if key not in known:
+            known[key] = original(cfg)
+        return known[key]
+    data.data_fingerprint = once
+    try:
+        yield
+    finally:
+        data.data_fingerprint = original
+
+
+def _comparison(res: Results, path: Path) -> Comparison:
+    page = res.results / "compare" / f"{path.stem}.html"
+    rendered = page.is_file() and page.with_suffix(".ipynb").is_file()
+    stored = _read(res.results / "compare" / path.stem / "summary.json") if rendered else {}
+    try:
+        cfg = C.resolve(path, res.profile)
+    except C.ConfigError as e:
+        return Comparison(path.stem, path, None, rendered, page, stored, error=str(e))
+    return Comparison(path.stem, path, cfg, rendered, page, stored)
+
+
+# -- numbers of a set of runs ---------------------------------------------------------------------------------
+
+def accuracies(summaries: list[dict]) -> list[float]:
+    return [s["test_accuracy"] for s in summaries if s.get("test_accuracy") is not None]
+
+
+def ours_text(runs: list[RunResult]) -> str:
+    """Our accuracy from the done runs (mean ± sd, n, 95 % interval); stale numbers marked stale; else missing."""
+    done = [r.summary for r in runs if r.state == "done"]
+    stale = [r.summary for r in runs if r.state == "stale"]
+    if done:
+        return _accuracy_text(done)
+    if stale:
+        return f"{_accuracy_text(stale)} — stale"
+    return "missing"
+
+
+def _accuracy_text(summaries: list[dict]) -> str:
+    if summaries and "variants" in summaries[0]:  # a ticket check: one accuracy per way of retraining
+        names = list(summaries[0]["variants"])
+        means = [f"{v} {statistics.fmean(s['variants'][v] for s in summaries):.2f}" for v in names]
+        return ", ".join(means) + f" (means, n={len(summaries)})"
+    values = accuracies(summaries)
+    return stats.summarize(values).text() if values else "no accuracy recorded"
+
+
+def state_text(runs: list[RunResult], rendered: bool = True, failed: bool = False) -> tuple[str, str]:
+    """(state in words, its badge kind): done, n of m seeds, stale, missing (or failed)."""
+    m = len(runs)
+    done = sum(r.state == "done" for r in runs)
+    stale = sum(r.state == "stale" for r in runs)
+    unfinished = sum(r.state == "unfinished" for r in runs)
+    if done == m:
+        return ("done", "done") if rendered else ("done (notebook not rendered)", "partial")
+    if failed:
+        return f"failed ({done} of {m} runs done)", "missing"
+    if done:
+        return f"{done} of {m} seeds" + (f", {stale} stale" if stale else ""), "partial"
+    if stale:
+        return ("stale" if stale == m else f"stale ({stale} of {m})"), "stale"
+    return ("missing" + (f" ({unfinished} unfinished)" if unfinished else "")), "missing"
+
+
+def sparsity_text(summaries: list[dict]) -> str:
+    values = [s["sparsity"] for s in summaries if s.get("sparsity") is not None]
+    if not values:
+        return "—"
+    mean = statistics.fmean(values)
+    targets = {s.get("target_sparsity") for s in summaries}
+    text = f"{100 * mean:.2f} %"
+    if len(targets) == 1 and None not in targets and abs(mean - targets.pop()) > 5e-5:
+        text += f" (target {100 * summaries[0]['target_sparsity']:.2f} %)"
+    return text
+
+
+def not_comparable(summaries: list[dict]) -> str:
+    """Why runs cannot be held against a published number ('' when they can): a smoke-test profile, or data
+    that are not the original files (e.g. a JPEG copy of CIFAR-10)."""
+    profiles = sorted({s.get("profile") for s in summaries if s.get("profile") and s.get("profile") != "paper"})
+    if profiles:
+        return f"{profiles[0]} profile"
+    if any(str(s.get("data_source", "")).startswith("image-folder tree") for s in summaries):
+        return "not the original data files"
+    return ""
+
+
+def _verdict(groups: list[list[RunResult]], decide) -> str:
+    """The rules every claim shares. Each group (a claim's runs on one side: the experiment, or dynamic and
+    IMP, ...) needs a done run: else not run yet — '(stale result)' where that side has only stale runs. Then
+    not comparable (...) for a smoke-test profile or other data; else `decide(done summaries of all groups)`."""
+    for runs in groups:
+        if not any(r.state == "done" for r in runs):
+            return "not run yet (stale result)" if any(r.state == "stale" for r in runs) else "not run yet"
+    done = [r.summary for runs in groups for r in runs if r.state == "done"]
+    reason = not_comparable(done)
+    return f"not comparable ({reason})" if reason else decide(done)
+
+
+# -- claims ---------------------------------------------------------------------------------------------
+
+def claims(res: Results, tolerance: float) -> list[Claim]:
+    """Every claim the page checks: each published accuracy, then each comparison's (its stored reference
+    claims, dynamic pruning against IMP's cost, the winning-ticket verdict). Verdicts come from the runs."""
+    found = [accuracy_claim(exp, tolerance) for exp in _by_source(res)
+             if exp.cfg is not None and exp.cfg.reported_accuracy is not None]
+    comps = [comp for comp in res.comparisons.values() if comp.cfg is not None]
+    found += [c for comp in comps for c in comparison_reference_claims(res, comp)]
+    found += [c for comp in comps for c in cost_claims(res, comp, tolerance)]
+    found += [c for comp in comps for c in ticket_claims(res, comp)]
+    return found
+
+
+def _by_source(res: Results) -> list[Experiment]:
+    order = {"seed": 0, "later_paper": 1, "frankle_carbin_2019": 2}
+    exps = [e for e in res.experiments.values() if e.cfg is not None]
+    return sorted(exps, key=lambda e: (order.get(e.cfg.reported_by, 3), e.kind, e.name))
+
+
+def accuracy_claim(exp: Experiment, tolerance: float) -> Claim:
+    cfg, published = exp.cfg, exp.cfg.reported_accuracy
+    done = accuracies(exp.summaries("done"))
+    verdict = _verdict([exp.runs], lambda _: accuracy_verdict(stats.summarize(done), published, tolerance))
+    ours = ours_text(exp.runs)
+    if ours != "missing":
+        ours += _partial(exp.runs)
+    return Claim(source=SOURCE_LABELS.get(cfg.reported_by, "its source"),
+                 claim=f"{describe(exp.paper or cfg).rstrip('.')} — reaches {published:.2f} %",
+                 published=f"{published:.2f} %", ours=ours, verdict=verdict, experiment=exp.key,
+                 note=f"confirmed when our 95 % interval lies above {published - tolerance:.2f} %")
+
+
+def _partial(runs: list[RunResult]) -> str:
+    done = sum(r.state == "done" for r in runs)
+    if done in (0, len(runs)):
+        return ""
+    stale = sum(r.state == "stale" for r in runs)
+    return f"; {done} of {len(runs)} runs done" + (f" ({stale} stale, not counted)" if stale else "")
+
+
+def _inputs(res: Results, comp: Comparison) -> list[Experiment]:
+    return [res.experiments[k] for k in comp.cfg.inputs if k in res.experiments and res.experiments[k].cfg]
+
+
+def _input_runs(res: Results, comp: Comparison) -> list[RunResult]:
+    return [r for exp in _inputs(res, comp) for r in exp.runs]
+
+
+def comparison_reference_claims(res: Results, comp: Comparison) -> list[Claim]:
+    """The claims a rendered comparison stored (e.g. Frankle & Carbin's), with the verdict rules of this page
+    applied on top: not run yet while its runs are missing or stale, not comparable for a smoke test."""
+    if not comp.cfg.reference:
+        return []
+    stored = comp.stored.get("claims") if comp.rendered else None
+    found = [Claim(**c) for c in stored] if stored else reference_claims(comp.cfg.reference, {})
+    runs = [r for exp in _inputs(res, comp) if exp.kind == "lottery" for r in exp.runs] or _input_runs(res, comp)
+    for claim in found:
+        claim.experiment = comp.key
+        if not comp.rendered:
+            claim.verdict, claim.ours = "not run yet", "missing (comparison not rendered)"
+        elif not claim.verdict.startswith("not run yet"):
+            claim.verdict = _verdict([runs], lambda _, v=claim.verdict: v)
+    return found
+
+
+def comparison_rows(res: Results, comp: Comparison, state: str = "done") -> list[dict]:
+    """One row per run of the comparison's inputs (compare.comparison_rows), from the run folders."""
+    from .compare import comparison_rows as rows_of
+    summaries = [s | {"experiment": exp.key, "grid_point": r.label}
+                 for exp in _inputs(res, comp) for r in exp.runs if r.state == state
+                 for s in [r.summary] if s.get("params")]
+    return rows_of(summaries)
+
+
+def cost_claims(res: Results, comp: Comparison, tolerance: float) -> list[Claim]:
+    """Per IMP input of a comparison that also has a dynamic run: does dynamic pruning find its network at a
+    fraction of IMP's training FLOPs with comparable accuracy (Welch interval of dynamic - IMP above
+    -tolerance)?"""
+    dynamic = res.of(comp.cfg.dynamic) if comp.cfg.dynamic else next(
+        (e for e in _inputs(res, comp) if e.cfg.method == "dynamic" and e.cfg.final_sparsity > 0), None)
+    imps = [e for e in _inputs(res, comp) if e.kind == "lottery"]
+    if dynamic is None or dynamic.cfg is None:
+        return []
+    return [_cost_claim(comp, dynamic, imp, tolerance) for imp in imps]
+
+
+def _cost_claim(comp: Comparison, dynamic: Experiment, imp: Experiment, tolerance: float) -> Claim:
+    from .compare import method_label
+    dyn, other = dynamic.summaries("done"), imp.summaries("done")
+    ratio = _flops(dyn) / _flops(other) if dyn and other and _flops(other) > 0 else None
+    diff = stats.welch(accuracies(dyn), accuracies(other)) if dyn and other else None
+    verdict = _verdict([dynamic.runs, imp.runs], lambda _: "inconclusive (no FLOPs recorded)" if ratio is None else
+                       "not confirmed" if ratio >= 1 else difference_verdict(diff, better_than=-tolerance))
+    ours = _absent(dynamic, imp) if diff is None else (f"{'?' if ratio is None else f'{ratio:.2f}'}× IMP's training "
+                                                        f"FLOPs; accuracy {diff.text()} points vs IMP")
+    return Claim(source="seed, later paper",
+                 claim=f"dynamic pruning finds its network at a fraction of IMP's training compute with comparable "
+                       f"accuracy ({dynamic.name} against {imp.name}, {method_label(imp.cfg.to_dict())})",
+                 published="one training run instead of IMP's train–prune–rewind cycles", ours=ours, verdict=verdict,
+                 experiment=comp.key,
+                 note=f"a fraction: FLOPs ratio < 1; comparable: Welch 95 % interval of dynamic − IMP above −{tolerance:g}")
+
+
+def _absent(*exps: Experiment) -> str:
+    """'missing: lottery/x (stale)' for the sides of a claim without a finished run."""
+    return "missing: " + ", ".join(f"{e.key} ({state_text(e.runs)[0]})" for e in exps if not e.summaries("done"))
+
+
+def _flops(summaries: list[dict]) -> float:
+    return statistics.fmean(s.get("train_flops") or 0.0 for s in summaries)
+
+
+def ticket_claims(res: Results, comp: Comparison) -> list[Claim]:
+    """The winning-ticket verdict of a comparison that has one (compare.ticket_verdict, from the runs)."""
+    from .compare import ticket_verdict
+    ticket, dense = res.of(comp.cfg.ticket), res.of(comp.cfg.dense)
+    if not comp.cfg.ticket or ticket is None or dense is None or ticket.cfg is None:
+        return []
+    tickets, dense_acc = ticket.summaries("done"), accuracies(dense.summaries("done"))
+    v = ticket_verdict(tickets, dense_acc, comp.cfg.tolerance) if tickets and dense_acc else None
+    single = v is not None and (v["to_dense"].low is None or v["to_reinit"].low is None)
+    verdict = _verdict([ticket.runs, dense.runs], lambda _: "inconclusive (n = 1)" if single else
+                       {"winning ticket": "confirmed", "not a winning ticket": "not confirmed"}.get(v["verdict"], v["verdict"]))
+    ours = _absent(ticket, dense) if v is None else (f"retrained from {v['rewound']}: {v['to_dense'].text()} points vs dense, "
+                                        f"{v['to_reinit'].text()} vs re-initialised")
+    return [Claim(source="seed", claim=f"the final mask of {ticket.cfg.ticket_from} is a winning ticket: retrained "
+                                       f"from its early weights it matches dense and beats a random re-initialisation",
+                  published="'dynamic lottery tickets' (the seed's name)", ours=ours, verdict=verdict,
+                  experiment=comp.key, note=f"Frankle & Carbin's definition, within {comp.cfg.tolerance:g} points")]
+
+
+def verdict_kind(verdict: str) -> str:
+    if "stale" in verdict:
+        return "stale"
+    for prefix, kind in (("confirmed", "confirmed"), ("not confirmed", "refuted"), ("inconclusive", "inconclusive"),
+                         ("not comparable", "not-comparable")):
+        if verdict.startswith(prefix):
+            return kind
+    return "not-run"
+
+
+# -- the page, as plain blocks ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Link:
+    text: str
+    target: Path | str     # a file (made relative when rendered) or an http(s) address
+
+
+@dataclass(frozen=True)
+class Badge:
+    text: str
+    kind: str              # a CSS class suffix: confirmed, refuted, ..., done, stale, missing, partial
+
+
+@dataclass
+class Text:
+    parts: list            # markdown strings and Links, joined
+    cls: str = ""          # "banner", "meta", "note" (HTML class; a banner is a quote in Markdown)
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list]
+    widths: tuple = ()     # per column, in per cent of the page (HTML only)
+
+
+@dataclass
+class Figure:
+    path: Path
+    alt: str
+    caption: str = ""
+
+
+@dataclass
+class Raw:
+    markdown: str          # someone else's markdown (docs/method.md), rendered as it is
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list
+    anchor: str = ""
+    level: int = 2
+
+
+def link_or_text(text: str, path: Path) -> Link | str:
+    """A link only where the file exists: a page never links to nothing."""
+    return Link(text, path) if Path(path).is_file() else text
+
+
+CITATIONS = [
+    "Sources: **the seed** — [github.com/romanaq/dynamic-lottery-tickets]"
+    "(https://github.com/romanaq/dynamic-lottery-tickets) (14 experiments, one seed each);",
+    "**the later paper** by the same author — [arXiv 2606.12278](https://arxiv.org/abs/2606.12278) (ResNet-18 at "
+    "70–95 % sparsity over 5 seeds, VGG-like at 97 %, VGG-19 at 98 %, LeNet-300-100 at 78.9 % and 98 %);",
+    "J. Frankle and M. Carbin, *The Lottery Ticket Hypothesis: Finding Sparse, Trainable Neural Networks*, ICLR 2019 "
+    "([arXiv 1803.03635](https://arxiv.org/abs/1803.03635)) for the lottery-ticket procedure (IMP);",
+    "J. Frankle, G. K. Dziugaite, D. M. Roy and M. Carbin, *Linear Mode Connectivity and the Lottery Ticket "
+    "Hypothesis*, ICML 2020 ([arXiv 1912.05671](https://arxiv.org/abs/1912.05671)) for rewinding to an early step.",
+]
+
+
+def introduction(res: Results) -> Section:
+    blocks = [Text([" ".join(CITATIONS)])]
+    if res.profile != "paper":
+        blocks.insert(0, Text([banner(res.profile)], cls="banner"))
+    blocks.append(Text([f"Every number below is read from the run folders of `results/{res.profile}/` "
+                        f"(profile **{res.profile}**) when this page is made; a run that has not finished, or was "
+                        f"made by other training code or parameters (*stale*), is shown as such and never "
+                        f"filled in."], cls="meta"))
+    return Section("", blocks, "top")
+
+
+def banner(profile: str) -> str:
+    return (f"**The {profile} profile is a smoke test, not a replication.** It runs every experiment's recipe on a "
+            f"CPU budget (few epochs, a data subset, narrow networks): it shows that each experiment runs, learns "
+            f"and lands on its exact sparsity. Its numbers are **not comparable with the published ones**, and no "
+            f"verdict below holds them against a published number.")
+
+
+def claims_section(res: Results, found: list[Claim], tolerance: float) -> Section:
+    counts: dict[str, int] = {}
+    for c in found:
+        counts[c.verdict] = counts.get(c.verdict, 0) + 1
+    tally = ", ".join(f"{n} {v}" for v, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    rows = [[c.source, [_experiment_link(res, c.experiment), ": ", c.claim], c.published, c.ours,
+             Badge(c.verdict, verdict_kind(c.verdict))] for c in found]
+    return Section("What the sources claim, and what our runs say", [
+        Text([f"{len(found)} claims: {tally}." if found else "No claim to check: no parameter file has a "
+                                                             "published number."]),
+        Text([f"**How a verdict is decided** — from the run folders, never typed. *ours*: test accuracy of the final "
+              f"model, mean ± sample standard deviation over seeds (n, 95 % Student-t interval of the mean). A "
+              f"published accuracy is *confirmed* when our 95 % interval lies above published − {tolerance:g} "
+              f"points, *not confirmed* when it lies wholly below that, *inconclusive* otherwise (always with one "
+              f"seed); a difference is decided by its Welch 95 % interval. *Not comparable*: a smoke-test profile, "
+              f"or data that are not the original files (e.g. a JPEG copy of CIFAR-10). *Not run yet*: no run "
+              f"finished, or only stale ones (made by other training code or parameters)."], cls="note"),
+        Table(["source", "claim", "published", "ours", "verdict"], rows, widths=(9, 36, 15, 25, 15)),
+    ], "claims")
+
+
+def _experiment_link(res: Results, key: str) -> Link | str:
+    """The experiment's name, linked to its rendered notebook where there is one."""
+    page = res.results / f"{key}.html"
+    return Link(key, page) if page.is_file() and page.with_suffix(".ipynb").is_file() else f"`{key}`"
+
+
+# -- figures -------------------------------------------------------------------------------------------------
+
+def sparsity_panels(res: Results) -> dict[tuple[str, str], dict]:
+    """Per (model, data set): our accuracy against final sparsity (the later paper's files, the seed's baselines,
+    every grid over final_sparsity) and the sources' published points, with what is missing or stale."""
+    panels: dict[tuple[str, str], dict] = {}
+    for exp in res.experiments.values():
+        if exp.kind != "dynamic_pruning" or exp.cfg is None:
+            continue
+        cfg = exp.cfg
+        grid = "final_sparsity" in cfg.grid
+        sourced = cfg.reported_accuracy is not None and (cfg.reported_by == "later_paper" or exp.name in SEED_BASELINES)
+        if not (grid or sourced):
+            continue
+        panel = panels.setdefault((cfg.model, cfg.dataset), dict(series={}, published={}, missing=[], stale=[],
+                                                                 other_data=[]))
+        if sourced:
+            panel["published"].setdefault(SOURCE_LABELS.get(cfg.reported_by, "its source"), []).append(
+                (cfg.final_sparsity, cfg.reported_accuracy))
+        for label, runs in exp.points().items():
+            x = _point_sparsity(exp, label) if grid else cfg.final_sparsity
+            name = _series_name(exp, label, grid)
+            done = accuracies([r.summary for r in runs if r.state == "done"])
+            if done:
+                panel["series"].setdefault(name, []).append((x, done))
+            where = f"{exp.name}" + (f" [{label}]" if label else "")
+            if done and not_comparable([r.summary for r in runs if r.state == "done"]) == "not the original data files":
+                panel["other_data"].append(where)
+            if any(r.state == "stale" for r in runs) and not done:
+                panel["stale"].append(where)
+            elif not done:
+                panel["missing"].append(where)
+    return dict(sorted(panels.items()))
+
+
+def _point_sparsity(exp: Experiment, label: str) -> float:
+    return next(r.cfg.final_sparsity for r in C.runs_of(exp.cfg) if r.label == label)
+
+
+def _series_name(exp: Experiment, label: str, grid: bool) -> str:
+    cfg = exp.cfg
+    if grid:
+        point = next(r.point for r in C.runs_of(cfg) if r.label == label)
+        rest = C.label_without(point, "final_sparsity")
+        return exp.name + (f" [{rest}]" if rest else "")
+    if cfg.reported_by == "seed":
+        return f"{exp.name} (the seed's recipe)"
+    return f"{MODELS[cfg.model]} (the later paper's recipe)"
+
+
+def sparsity_figures(res: Results, folder: Path) -> list:
+    """One figure per network and data set with a finished run; a line for each without one."""
+    from . import plots
+    blocks = []
+    for (model, dataset), panel in sparsity_panels(res).items():
+        title = f"{MODELS[model]} / {DATASETS[dataset]}: test accuracy against sparsity"
+        if not panel["series"]:
+            published = "; ".join(f"{source}: " + ", ".join(f"{a:.2f} % at {100 * x:g} %" for x, a in points)
+                                  for source, points in panel["published"].items())
+            blocks.append(Text([f"**{title}**: no run finished ({_gaps(panel)}). Published — {published}."]))
+            continue
+        fig = plots.accuracy_vs(panel["series"], "final sparsity (fraction of prunable weights)",
+                                title + " (mean, 95 % interval)", baseline_at=0.0, published=panel["published"])
+        blocks.append(_save(fig, folder / f"sparsity_{model}_{dataset}.png", title, _caption(panel)))
+    return blocks
+
+
+def _gaps(panel: dict) -> str:
+    parts = []
+    if panel["missing"]:
+        parts.append("missing: " + ", ".join(panel["missing"]))
+    if panel["stale"]:
+        parts.append("stale: " + ", ".join(panel["stale"]))
+    return "; ".join(parts)
+
+
+def _caption(panel: dict) -> str:
+    gaps, other = _gaps(panel), panel["other_data"]
+    return " ".join(filter(None, [f"Not drawn — {gaps}." if gaps else "",
+                                  "Drawn, but not comparable with the published points (not the original data "
+                                  f"files): {', '.join(other)}." if other else ""]))
+
+
+def _save(fig, path: Path, alt: str, caption: str) -> Figure:
+    import matplotlib.pyplot as plt
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return Figure(path, alt, caption)
+
+
+def cost_figure(res: Results, folder: Path) -> Figure | None:
+    """Per comparison: test accuracy against the training FLOPs each method paid for its network."""
+    groups = {name: comparison_rows(res, comp) for name, comp in res.comparisons.items() if comp.cfg is not None}
+    missing = [name for name, rows in groups.items() if not rows]
+    groups = {name: rows for name, rows in groups.items() if rows}
+    if not groups:
+        return None
+    fig = _cost_panels(groups)
+    caption = ("Mean over seeds with its 95 % interval; IMP's cost is every training cycle it took. What each "
+               "comparison still misses is listed under it below.")
+    if missing:
+        caption += " No finished run yet: " + ", ".join(missing) + "."
+    return _save(fig, folder / "accuracy_vs_cost.png", "accuracy against training cost", caption)
+
+
+def _cost_panels(groups: dict[str, list[dict]]):
+    import matplotlib.pyplot as plt
+    from . import plots  # noqa: F401  (the one figure style)
+    from .compare import by_method
+    labels = sorted({r["method"] for rows in groups.values() for r in rows}, key=_method_order)
+    colours = {label: f"C{i % 10}" for i, label in enumerate(labels)}
+    cols = min(2, len(groups))
+    nrows = -(-len(groups) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(6.2 * cols, 4.0 * nrows), squeeze=False)
+    for ax, (name, rows) in zip(axes.flat, groups.items()):
+        for method, rs in sorted(by_method(rows).items(), key=lambda kv: _method_order(kv[0])):
+            s = stats.summarize([r["test_accuracy"] for r in rs])
+            x = statistics.fmean(r["train_flops"] or 0 for r in rs)
+            ax.errorbar(x, s.mean, yerr=0 if s.low is None else s.high - s.mean, fmt="o", ms=6, capsize=4,
+                        color=colours[method], label=f"{method} (n={s.n})")
+        ax.set_xscale("log")
+        ax.set(title=name, xlabel="training FLOPs to find the network (log)", ylabel="test accuracy (%)")
+        ax.legend(fontsize=8, loc="best")
+    for ax in list(axes.flat)[len(groups):]:
+        ax.axis("off")
+    fig.suptitle("accuracy against the cost of finding the sparse network")
+    fig.tight_layout()
+    return fig
+
+
+def _method_order(label: str) -> tuple:
+    for i, prefix in enumerate(("dense", "dynamic", "imp", "random", "snip")):
+        if label.startswith(prefix):
+            return i, label
+    return 9, label
+
+
+def studies_figure(res: Results, folder: Path) -> Figure | None:
+    """The seed's hyperparameter studies, small multiples: each variant beside its baseline (first finished run)."""
+    from . import plots
+    curves, missing = {}, []
+    for title, names in STUDIES.items():
+        found = {}
+        for name in names:
+            exp = res.of(f"dynamic_pruning/{name}")
+            done = [r.summary for r in exp.runs if r.state == "done"] if exp else []
+            if done:
+                found[name] = _history(res, exp)
+            elif name not in missing and exp is not None:
+                missing.append(name + (" (stale)" if any(r.state == "stale" for r in exp.runs) else ""))
+        if found:
+            curves[title] = found
+    if not curves:
+        return None
+    caption = "Validation accuracy where the run has a validation split, else training accuracy (first seed)."
+    if missing:
+        caption += " Not drawn (missing or stale): " + ", ".join(missing) + "."
+    return _save(plots.studies(curves), folder / "studies.png", "the hyperparameter studies", caption)
+
+
+def _history(res: Results, exp: Experiment) -> list[dict]:
+    from .records import load_run
+    first = next(r for r in exp.runs if r.state == "done")
+    return load_run(res.results / exp.key / first.folder)["history"]
+
+
+def figures_section(res: Results, folder: Path | None) -> Section | None:
+    if folder is None:
+        return None
+    blocks: list = [Text(["Our runs as points with their 95 % interval over seeds (none for one seed), the dense run "
+                          "of a series as a dotted line; the sources' published numbers as open black markers, by "
+                          "source. Only finished runs are drawn; each caption names what is missing or stale."])]
+    blocks += [Text(["### Accuracy against sparsity"])] + sparsity_figures(res, folder)
+    cost = cost_figure(res, folder)
+    blocks += [Text(["### Accuracy against training cost"]),
+               cost or Text(["**missing**: no comparison has a finished run."])]
+    studies = studies_figure(res, folder)
+    blocks += [Text(["### The seed's hyperparameter studies"]),
+               studies or Text(["**missing**: none of their runs has finished."])]
+    return Section("Key figures", blocks, "figures")
+
+
+# -- what the sparsity buys ---------------------------------------------------------------------------------
+
+def export_section(res: Results) -> Section:
+    rows, unmeasured = [], []
+    for exp in res.experiments.values():
+        for r in exp.runs:
+            if r.state != "done" or not r.summary.get("sparsity") or exp.kind == "ticket":
                 continue
-            m, sd, n = mean_std([r["test_accuracy"] for r in runs])
-            ours = (f"{m:.2f} ± {sd:.2f} (n={n})" if n > 1 else f"{m:.2f} (n=1)") + (
-                "" if n == wanted else f", {wanted - n} seed(s) missing")
-            seconds = mean_std([r["train_seconds"] for r in runs])[0]
-            rows.append((title, cfg.description, theirs, ours, f"{runs[0]['sparsity']:.4f}", results.name,
-                         f"{runs[0]['hardware']} ({runs[0]['device']})", f"{seconds:.0f}", link))
+            ex = r.summary.get("export")
+            if isinstance(ex, dict):
+                rows.append(_export_row(exp, r, ex))
+            elif exp.key not in unmeasured:
+                unmeasured.append(exp.key)
+    blocks: list = [Text(["A pruned network is as large and as slow as the dense one until it is stored and run "
+                          "sparsely. Where a run was exported (`python -m dynprune export <run folder>`), its "
+                          "sparse file and its CPU speed beside the dense model's (dense → sparse; ×: how many times "
+                          "smaller or faster the sparse one is, above 1 it wins)."])]
+    if rows:
+        blocks.append(Table(["run", "test accuracy (%)", "sparsity", "size", "latency, batch 1", "throughput, batch 256",
+                             "threads"], rows, widths=(24, 10, 10, 16, 15, 17, 8)))
+    else:
+        blocks.append(Text(["**not measured**: no finished run has been exported yet."]))
+    if unmeasured:
+        blocks.append(Text([f"**not measured** ({len(unmeasured)} experiments with finished sparse runs): "
+                            + ", ".join(f"`{k}`" for k in unmeasured) + "."], cls="meta"))
+    return Section("What the sparsity buys", blocks, "export")
+
+
+def _export_row(exp: Experiment, r: RunResult, ex: dict) -> list:
+    def ratio(dense, sparse, given):
+        if isinstance(dense, (int, float)) and isinstance(sparse, (int, float)) and sparse:
+            return dense / sparse
+        return given
+
+    def pair(dense, sparse, unit, r_, fmt="{:.3g}"):
+        if dense is None or sparse is None:
+            return "not measured"
+        return f"{fmt.format(dense)} → {fmt.format(sparse)} {unit}" + ("" if r_ is None else f" (×{r_:.2f})")
+    size = pair(_mb(ex.get("dense_bytes")), _mb(ex.get("export_bytes")), "MB",
+                ratio(ex.get("dense_bytes"), ex.get("export_bytes"), ex.get("size_ratio")), "{:.2f}")
+    latency = pair(ex.get("dense_latency_ms_b1"), ex.get("export_latency_ms_b1"), "ms",
+                   ratio(ex.get("dense_latency_ms_b1"), ex.get("export_latency_ms_b1"), ex.get("latency_ratio_b1")))
+    sparse_ips, dense_ips = ex.get("export_images_per_s_b256"), ex.get("dense_images_per_s_b256")
+    throughput = pair(dense_ips, sparse_ips, "img/s", ratio(sparse_ips, dense_ips, ex.get("throughput_ratio_b256")),
+                      "{:,.0f}")
+    name = f"{exp.key}/{r.folder}"
+    return [link_or_text(name, exp.notebook) if exp.rendered else name,
+            _accuracy_text([r.summary]), sparsity_text([r.summary]), size, latency, throughput,
+            str(ex.get("threads", "—"))]
+
+
+def _mb(n):
+    return None if n is None else n / 1e6
+
+
+# -- the experiments, one table per source -------------------------------------------------------------------
+
+SECTIONS = (("seed", "The seed's experiments", "seed-experiments"),
+            ("later_paper", "The later paper's experiments", "paper-experiments"),
+            ("frankle_carbin_2019", "Frankle & Carbin's experiments", "fc-experiments"),
+            ("", "This project's own experiments", "own-experiments"))
+
+
+def experiment_sections(res: Results) -> list[Section]:
+    found = []
+    for source, title, anchor in SECTIONS:
+        exps = [e for e in res.experiments.values() if (e.cfg.reported_by if e.cfg else "") == source]
+        if exps:
+            found.append(experiment_table(title, anchor, exps))
+    return found
+
+
+def experiment_table(title: str, anchor: str, exps: list[Experiment]) -> Section:
+    rows, metas = [], []
+    for exp in exps:
+        for label, runs in (exp.points() or {"": []}).items():
+            row, meta = _experiment_row(exp, label, runs)
+            rows.append(row)
+            metas.append(meta)
+    header = ["experiment", "what it runs", "reported (%)", "ours: test accuracy (%)", "sparsity", "state"]
+    widths = [16, 34, 9, 21, 9, 11]
+    if all(row[2] == "—" for row in rows):  # no published number in this group: no column for it
+        header, widths, rows = _without(header, 2), _without(widths, 2), [_without(row, 2) for row in rows]
+        widths[1] += 8
+    blocks: list = []
+    shared, own = [], []
+    for what in RUN_ON:  # each of profile, hardware, code: said once when every row shares it, else per row
+        values = {m[what] for m in metas if m}
+        (shared if len(values) <= 1 else own).append((what, values.pop() if len(values) == 1 else None))
+    said = [f"{RUN_ON[what]} {value}" for what, value in shared if value is not None]
+    blocks.append(Text([f"Run on: {'; '.join(said) if said else 'nothing yet (no run finished)'}."
+                        + (" Rows differ in " + " and ".join(RUN_ON[w] for w, _ in own) + ": see the last column"
+                           + ("s." if len(own) > 1 else ".") if own else "")], cls="meta"))
+    for what, _ in own:
+        header, widths = header + [RUN_ON[what]], [w - 2 for w in widths] + [14]
+        rows = [row + [f"`{meta[what]}`" if what == "code" and meta else (meta or {}).get(what, "—")]
+                for row, meta in zip(rows, metas)]
+    blocks.append(Table(header, rows, tuple(widths)))
+    blocks.append(Text(["Names link to the rendered notebooks. *what it runs* is generated from the resolved "
+                        "parameters; where this profile changes a value, the paper's follows in brackets."],
+                       cls="meta"))
+    return Section(title, blocks, anchor)
+
+
+def _without(items: list, i: int) -> list:
+    return items[:i] + items[i + 1:]
+
+
+def _experiment_row(exp: Experiment, label: str, runs: list[RunResult]) -> tuple[list, dict]:
+    name = exp.name + (f" [{label}]" if label else "")
+    cell = link_or_text(name, exp.notebook) if exp.rendered else name
+    if exp.cfg is None:
+        return [cell, f"the parameter file does not resolve: {exp.error}", "—", "—", "—",
+                Badge("invalid parameters", "missing")], {}
+    shown = [r.summary for r in runs if r.state == "done"] or [r.summary for r in runs if r.state == "stale"]
+    state, kind = state_text(runs, exp.rendered, exp.failed)
+    reported = "—" if exp.cfg.reported_accuracy is None else f"{exp.cfg.reported_accuracy:.2f}"
+    point = next((r.point for r in C.runs_of(exp.cfg) if r.label == label), {})
+    what = describe(exp.cfg.replace(**point), exp.paper.replace(**point) if exp.paper else None)
+    return [cell, what, reported, ours_text(runs), sparsity_text(shown), Badge(state, kind)], run_meta(shown)
+
+
+RUN_ON = {"profile": "profile", "hardware": "hardware", "code": "training code"}
+
+
+def run_meta(summaries: list[dict]) -> dict:
+    """{profile, hardware, code} of a group of runs ({} for none); several values joined."""
+    if not summaries:
+        return {}
+    join = lambda values: ", ".join(sorted(values))  # noqa: E731
+    return dict(profile=join({str(s.get("profile", "?")) for s in summaries}),
+                hardware=join({f"{s.get('hardware', '?')} ({s.get('device', '?')})" for s in summaries}),
+                code=join({str(s.get("code", "?")) for s in summaries}))
+
+
+def run_on(summaries: list[dict]) -> str:
+    """'profile quick; hardware <cpu> (cpu); training code <fingerprint>' of a group of runs."""
+    return "; ".join(f"{RUN_ON[k]} {v}" for k, v in run_meta(summaries).items())
+
+
+# -- the comparisons ----------------------------------------------------------------------------------------
+
+def comparison_sections(res: Results) -> list[Section]:
+    """An introduction, then one subsection per comparison: its methods side by side, and what is missing."""
+    intro = Section("Dynamic pruning against IMP and pruning at initialisation", [
+        Text(["Each comparison trains every method with the same model, data and epochs per training cycle. "
+              "Accuracy: mean ± sd (n, 95 % interval); the difference to dynamic pruning with Welch's 95 % interval; "
+              "cost: training FLOPs (×: the ratio to dynamic pruning's) and wall time per run."])], "comparisons")
+    return [intro] + [comparison_section(res, comp) for comp in res.comparisons.values()]
+
+
+def comparison_section(res: Results, comp: Comparison) -> Section:
+    from .compare import method_table
+    link = link_or_text("rendered notebook", comp.notebook) if comp.rendered else "not rendered"
+    blocks: list = []
+    if comp.cfg is None:
+        return Section(comp.key, [Text([f"The parameter file does not resolve: {comp.error}"])],
+                       f"compare-{comp.name}", level=3)
+    blocks.append(Text([(f"{comp.cfg.description} — " if comp.cfg.description else ""), "(", link, ")"]))
+    rows = comparison_rows(res, comp)
+    if rows:
+        reference = "dynamic" if any(r["method"] == "dynamic" for r in rows) else rows[0]["method"]
+        blocks.append(Table(["method", "sparsity", "test accuracy (%)", f"vs {reference} (points)", "training FLOPs",
+                             "wall time (s)"], method_rows(method_table(rows, reference)),
+                            widths=(20, 9, 25, 22, 14, 10)))
+        blocks.append(Text([f"Run on: {run_on(_comparison_summaries(res, comp))}."], cls="meta"))
+    else:
+        blocks.append(Text(["**missing**: no run of its inputs has finished."]))
+    missing = [f"`{exp.key}` ({state_text(exp.runs)[0]})" for exp in _inputs(res, comp)
+               if any(r.state != "done" for r in exp.runs)]
+    if missing:
+        blocks.append(Text(["Not counted (missing or stale): " + ", ".join(missing) + "."], cls="meta"))
+    return Section(comp.key, blocks, f"compare-{comp.name}", level=3)
+
+
+def _comparison_summaries(res: Results, comp: Comparison) -> list[dict]:
+    return [r.summary for exp in _inputs(res, comp) for r in exp.runs if r.state == "done"]
+
+
+def method_rows(table: list[dict]) -> list[list]:
+    rows = []
+    for t in table:
+        ratio = "" if t["flops_ratio"] is None or t["versus"] is None else f" (×{t['flops_ratio']:.2f})"
+        rows.append([t["method"], f"{100 * t['sparsity']:.2f} %", t["accuracy"].text(),
+                     "—" if t["versus"] is None else t["versus"].text(), f"{t['flops']:.3g}{ratio}",
+                     f"{t['seconds']:.0f}"])
     return rows
 
 
-RESULT_HEADER = ["experiment", "what", "reported (%)", "ours: test accuracy (%)", "sparsity", "profile", "hardware",
-                 "train time per seed (s)", ""]
+# -- deviations, notebooks ---------------------------------------------------------------------------------
+
+DEVIATIONS = "## Deviations from the sources"
 
 
-def other_experiments(params_root: Path) -> list[str]:
-    """This project's own dynamic_pruning experiments: every file that is not one of the sources'."""
-    known = set(SEED_EXPERIMENTS) | set(PAPER_EXPERIMENTS)
-    return sorted(p.stem for p in (params_root / "dynamic_pruning").glob("*.yaml") if p.stem not in known)
+def deviations_section(res: Results) -> Section:
+    path = res.project / "docs" / "method.md"
+    if not path.is_file():
+        return Section("Deviations from the sources", [
+            Text(["**missing**: `docs/method.md` does not exist yet, so the deviations from the sources are not "
+                  "written down here."])], "deviations")
+    text = path.read_text()
+    start = text.find(DEVIATIONS)
+    if start < 0:
+        return Section("Deviations from the sources", [
+            Text(["**missing**: ", Link("docs/method.md", path), f" has no section '{DEVIATIONS[3:]}'."])],
+            "deviations")
+    body = text[start + len(DEVIATIONS):]
+    end = body.find("\n## ")
+    return Section("Deviations from the sources", [
+        Text(["From ", Link("docs/method.md", path), " (where each is explained):"]),
+        Raw(body[:end if end >= 0 else None].strip())], "deviations")
 
 
-def sweep_series(results: Path, params_root: Path) -> dict[str, list[tuple[float, float, float, int]]]:
-    """Accuracy against final sparsity as (sparsity, mean, std, n): the later paper's ResNet-18 sweep (one file
-    per sparsity, dense included), and every experiment with a grid over final_sparsity."""
-    series: dict[str, list[tuple]] = {}
-    def add(label, runs):
-        if runs:
-            series.setdefault(label, []).append((runs[0]["target_sparsity"],
-                                                 *mean_std([r["test_accuracy"] for r in runs])))
-    for name in [n for n in PAPER_EXPERIMENTS if n.startswith("resnet18_")]:
-        for runs, _ in experiment_runs(results, f"dynamic_pruning/{name}", params_root).values():
-            add("ResNet-18 / CIFAR-10 (the later paper's sweep)", runs)
-    for name in other_experiments(params_root):
-        if "final_sparsity" in resolve(params_root / "dynamic_pruning" / f"{name}.yaml", results.name).grid:
-            for label, (runs, _) in experiment_runs(results, f"dynamic_pruning/{name}", params_root).items():
-                rest = label_without(label, "final_sparsity")
-                add(f"{name} [{rest}]" if rest else name, runs)
-    return series
-
-
-def comparison_tables(results: Path) -> dict[str, str]:
-    tables = {}
-    for path in sorted(results.glob("compare/*/comparison.csv")):
-        if not (path.parent.parent / f"{path.parent.name}.ipynb").is_file():
+def rendered_notebooks(res: Results) -> dict[str, list[Path]]:
+    """Every rendered notebook page of the profile, by notebook kind (the report's own excluded)."""
+    found = {}
+    for kind in C.NOTEBOOKS:
+        if kind == "report":
             continue
-        with open(path) as f:
-            rows = [{k: (v if k in ("method", "experiment") else float(v)) for k, v in r.items()} for r in csv.DictReader(f)]
-        if rows:
-            tables[path.parent.name] = method_table(rows)
-    return tables
+        pages = sorted(p for p in (res.results / kind).glob("*.html") if p.with_suffix(".ipynb").is_file()
+                       and not p.name.endswith((".running.html", ".failed.html")))
+        if pages:
+            found[kind] = pages
+    return found
 
 
-def rendered_notebooks(results: Path) -> list[Path]:
-    """Every finished notebook of the profile, as paths relative to results/<profile>/."""
-    return sorted(p.relative_to(results) for p in results.glob("*/*.html")
-                  if p.with_suffix(".ipynb").is_file() and p.parent.name != "report")
+def notebooks_section(res: Results, skip: tuple[Path, ...] = ()) -> Section:
+    blocks: list = []
+    pages = rendered_notebooks(res)
+    for kind in C.NOTEBOOKS:
+        if kind == "report":
+            continue
+        if kind in pages:
+            parts: list = [f"**{kind}** ({len(pages[kind])}): "]
+            for i, p in enumerate(pages[kind]):
+                parts += ([", "] if i else []) + [Link(p.stem, p)]
+            blocks.append(Text(parts))
+        else:
+            blocks.append(Text([f"**{kind}**: none rendered yet."]))
+    docs = [res.project / "RESULTS.md", res.project / "README.md"] + sorted((res.project / "docs").glob("*.md"))
+    skipped = {Path(p).resolve() for p in skip}
+    docs = [p for p in docs if p.is_file() and p.resolve() not in skipped]
+    if docs:
+        parts = ["**documents**: "]
+        for i, p in enumerate(docs):
+            parts += ([", "] if i else []) + [Link(p.relative_to(res.project).as_posix(), p)]
+        blocks.append(Text(parts))
+    return Section("Every rendered notebook", blocks, "notebooks")
 
 
-def index_html(title: str, sections: list[tuple[str, str]]) -> str:
-    """A static page: sections are (heading, markdown); figures are referenced as relative image links."""
+# -- all of it --------------------------------------------------------------------------------------------
+
+def sections(res: Results, found: list[Claim], tolerance: float, figures_dir: Path | None = None,
+             skip: tuple[Path, ...] = ()) -> list[Section]:
+    """The page in reading order; without `figures_dir`, no figure is drawn (RESULTS.md); `skip`: documents not
+    to link (the file being written)."""
+    figures = figures_section(res, figures_dir)
+    return [introduction(res), claims_section(res, found, tolerance), *([figures] if figures else []),
+            export_section(res), *experiment_sections(res), *comparison_sections(res), deviations_section(res),
+            notebooks_section(res, skip)]
+
+
+def title(profile: str) -> str:
+    return f"dynprune results: {profile} profile"
+
+
+def page_path(run_dir: Path, inputs_dir: Path, name: str) -> Path:
+    """Where the page goes: a batch report (run_dir = <inputs>/report/<name>) writes <inputs>/index.html; a
+    report run anywhere else (JupyterLab: results/lab/...) writes inside its own run_dir, never the batch page."""
+    batch = Path(run_dir).resolve() == (Path(inputs_dir) / "report" / name).resolve()
+    return Path(inputs_dir) / "index.html" if batch else Path(run_dir) / "index.html"
+
+
+# -- rendering -------------------------------------------------------------------------------------------------
+
+def _href(target: Path | str, base: Path) -> str:
+    if isinstance(target, str) and target.startswith(("http://", "https://")):
+        return target
+    rel = os.path.relpath(Path(target).absolute(), Path(base).absolute())
+    return urllib.parse.quote(rel.replace(os.sep, "/"), safe="/=._-~")
+
+
+def _inline_md(parts, base: Path) -> str:
+    parts = parts if isinstance(parts, list) else [parts]
+    out = []
+    for p in parts:
+        if isinstance(p, Link):
+            out.append(f"[{p.text}]({_href(p.target, base)})")
+        elif isinstance(p, Badge):
+            out.append(f"**{p.text}**")
+        else:
+            out.append(str(p))
+    return "".join(out)
+
+
+def _cell_md(cell, base: Path) -> str:
+    return _inline_md(cell, base).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(blocks_or_sections, base: Path) -> str:
+    """Sections (or one section) as Markdown; links relative to `base`, the folder the text is written to."""
+    items = blocks_or_sections if isinstance(blocks_or_sections, list) else [blocks_or_sections]
+    return "\n\n".join(_section_md(s, base) for s in items).strip() + "\n"
+
+
+def _section_md(s: Section, base: Path) -> str:
+    parts = [f"{'#' * s.level} {s.title}"] if s.title else []
+    for b in s.blocks:
+        if isinstance(b, Text):
+            text = _inline_md(b.parts, base)
+            parts.append("> " + text if b.cls == "banner" else text)
+        elif isinstance(b, Table):
+            lines = ["| " + " | ".join(b.header) + " |", "|" + "---|" * len(b.header)]
+            lines += ["| " + " | ".join(_cell_md(c, base) for c in row) + " |" for row in b.rows]
+            parts.append("\n".join(lines))
+        elif isinstance(b, Figure):
+            parts.append(f"![{b.alt}]({_href(b.path, base)})" + (f"\n\n*{b.caption}*" if b.caption else ""))
+        elif isinstance(b, Raw):
+            parts.append(b.markdown)
+    return "\n\n".join(parts)
+
+
+def _md_to_html(text: str) -> str:
+    """Markdown to HTML with any raw HTML escaped: descriptions come from parameter files, i.e. from anyone."""
     import mistune  # comes with nbconvert
-    body = "\n".join(f"<h2>{html.escape(h)}</h2>\n{mistune.html(md)}" for h, md in sections)
+    return mistune.create_markdown(escape=True, plugins=["table", "strikethrough"])(text)
+
+
+def _inline_html(parts, base: Path) -> str:
+    parts = parts if isinstance(parts, list) else [parts]
+    out = []
+    for p in parts:
+        if isinstance(p, Link):
+            out.append(f'<a href="{html.escape(_href(p.target, base))}">{_breakable(html.escape(p.text))}</a>')
+        elif isinstance(p, Badge):
+            out.append(f'<span class="badge b-{p.kind}">{html.escape(p.text)}</span>')
+        else:
+            out.append(_code(_breakable(html.escape(str(p)))))
+    return "".join(out)
+
+
+def _breakable(text: str) -> str:
+    """Long names (dynamic_pruning/lenet_mnist_random_layerwise_s80) may wrap after '_' and '/', not mid-word."""
+    return text.replace("_", "_<wbr>").replace("/", "/<wbr>")
+
+
+def _code(text: str) -> str:
+    """`x` -> <code>x</code> in an escaped table cell (the only markup cells use)."""
+    pieces = text.split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(pieces)) if len(pieces) % 2 else text
+
+
+def _section_html(s: Section, base: Path) -> str:
+    parts = [f'<section id="{s.anchor}">'] + ([f"<h{s.level}>{html.escape(s.title)}</h{s.level}>"] if s.title else [])
+    for b in s.blocks:
+        if isinstance(b, Text):
+            inner = _md_to_html(_inline_md(b.parts, base))
+            parts.append(f'<div class="{b.cls}">{inner}</div>' if b.cls else inner)
+        elif isinstance(b, Table):
+            parts.append(_table_html(b, base))
+        elif isinstance(b, Figure):
+            caption = f"<figcaption>{html.escape(b.caption)}</figcaption>" if b.caption else ""
+            parts.append(f'<figure><img src="{html.escape(_href(b.path, base))}" alt="{html.escape(b.alt)}">'
+                         f"{caption}</figure>")
+        elif isinstance(b, Raw):
+            parts.append(f'<div class="raw">{_md_to_html(b.markdown)}</div>')
+    return "\n".join(parts + ["</section>"])
+
+
+def _table_html(t: Table, base: Path) -> str:
+    cols = "".join(f'<col style="width:{w}%">' for w in t.widths)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in t.header)
+    body = "".join("<tr>" + "".join(f"<td>{_inline_html(c, base)}</td>" for c in row) + "</tr>" for row in t.rows)
+    return f'<div class="table"><table><colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+STYLE = """
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1f2328; background: #fff;
+       max-width: 1080px; margin: 0 auto; padding: 1.5em 1.5em 4em; }
+h1 { font-size: 1.75em; margin: .3em 0 .4em; }
+h2 { font-size: 1.3em; margin-top: 2.4em; padding-bottom: .25em; border-bottom: 1px solid #d8dee4; }
+nav { font-size: 13px; margin-bottom: 1em; line-height: 1.9; }
+nav a { margin-right: .9em; white-space: nowrap; }
+a { color: #0b5cad; }
+code { font-size: 12.5px; background: #f3f4f6; padding: 0 3px; border-radius: 3px; }
+.banner { background: #fff5d6; border-left: 6px solid #d4a017; padding: .2em 1.1em; margin: 1em 0; }
+.meta, .note, figcaption { font-size: 13px; color: #57606a; }
+.note { border-top: 1px solid #eee; margin-top: .4em; }
+div.table { overflow-x: auto; }
+table { border-collapse: collapse; width: 100%; table-layout: fixed; font-size: 13px; margin: .6em 0 1em; }
+th, td { text-align: left; vertical-align: top; padding: 5px 8px; border-bottom: 1px solid #e5e7eb;
+         overflow-wrap: anywhere; }
+th { background: #f6f8fa; font-weight: 600; border-bottom: 2px solid #d0d7de; overflow-wrap: normal; }
+tbody tr:nth-child(even) { background: #fbfbfc; }
+.badge { display: inline-block; padding: 1px 9px; border-radius: 11px; font-size: 12px; font-weight: 600;
+         line-height: 1.6; }
+.b-confirmed, .b-done { background: #d6f5dd; color: #116329; }
+.b-refuted { background: #ffdcdc; color: #a40e26; }
+.b-inconclusive, .b-partial { background: #fff1c2; color: #7a5a00; }
+.b-not-comparable { background: #e3ebf6; color: #32507a; }
+.b-not-run, .b-missing { background: #eceef1; color: #4b525a; border: 1px dashed #a0a7b0; }
+.b-stale { background: #ffe3c7; color: #8a4300; border: 1px dashed #d9822b; }
+figure { margin: 1.4em 0; }
+img { max-width: 100%; height: auto; display: block; }
+.raw table { table-layout: auto; }
+"""
+
+
+def to_html(page_title: str, sects: list[Section], base: Path) -> str:
+    """A static page (no server, no script but the one marking loaded figures); links relative to `base`."""
+    nav = " ".join(f'<a href="#{s.anchor}">{html.escape(s.title)}</a>' for s in sects
+                   if s.title and s.anchor and s.level == 2)
+    body = "\n".join(_section_html(s, base) for s in sects)
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }}
-table {{ border-collapse: collapse; font-size: 13px; margin: 1em 0; }}
-th, td {{ border: 1px solid #ccc; padding: 3px 7px; text-align: left; }}
-th {{ background: #f3f3f3; }}
-img {{ max-width: 100%; }}
-</style>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(page_title)}</title>
+<style>{STYLE}</style>
 <script>  // marks every figure that loaded: lets a headless browser check the page
 window.addEventListener("load", () => document.querySelectorAll("img").forEach(
   img => img.setAttribute("data-loaded", img.complete && img.naturalWidth > 0)));
 </script></head>
-<body><h1>{html.escape(title)}</h1>
+<body><h1>{html.escape(page_title)}</h1>
+<nav>{nav}</nav>
 {body}
 </body></html>
 """
 
 
-def markdown_links(paths: list[Path], prefix: str = "") -> str:
-    groups: dict[str, list[Path]] = {}
-    for p in paths:
-        groups.setdefault(p.parent.name, []).append(p)
-    return "\n".join(f"- **{kind}**: " + ", ".join(f"[{p.stem}]({prefix}{p.as_posix()})" for p in ps) for kind, ps in groups.items())
+def write_page(path: Path, page_title: str, sects: list[Section]) -> Path:
+    from .store import write_atomic
+    write_atomic(Path(path), to_html(page_title, sects, Path(path).parent))
+    return Path(path)
 
+
+def notebook_base(run_dir: Path, inputs_dir: Path, name: str) -> Path:
+    """The folder a notebook's links are relative to: beside its rendered page in a batch run
+    (<inputs>/report/<name>.html), the working folder in JupyterLab (notebooks/)."""
+    batch = page_path(run_dir, inputs_dir, name) == Path(inputs_dir) / "index.html"
+    return Path(run_dir).parent if batch else Path.cwd()
+
+
+def show(section: Section | None, base: Path, heading: bool = False) -> Section | None:
+    """Display one section in a notebook (text and tables as Markdown, figures as images) and return it."""
+    from IPython.display import Image, Markdown, display
+    if section is None:
+        return None
+    text = Section(section.title if heading else "", [], section.anchor, section.level)
+    for block in section.blocks:
+        if not isinstance(block, Figure):
+            text.blocks.append(block)
+            continue
+        if text.blocks or text.title:
+            display(Markdown(to_markdown(text, base)))
+        display(Image(filename=str(block.path)))
+        text = Section("", [Text([f"*{block.caption}*"], cls="meta")] if block.caption else [])
+    if text.blocks or text.title:
+        display(Markdown(to_markdown(text, base)))
+    return section
+
+
+def tolerance_of(params_root: Path, profile: str, name: str = "summary") -> float:
+    """The report's tolerance (params/report/<name>.yaml), else the ReportConfig default."""
+    path = Path(params_root) / "report" / f"{name}.yaml"
+    return C.resolve(path, profile).tolerance if path.is_file() else C.ReportConfig().tolerance
+
+
+def markdown_report(results: Path, params_root: Path, profile: str, out: Path, tolerance: float | None = None) -> str:
+    """The page's content as Markdown without figures, for the file `out` (RESULTS.md): links relative to it."""
+    tolerance = tolerance_of(params_root, profile) if tolerance is None else tolerance
+    res = collect(results, params_root, profile)
+    return to_markdown(sections(res, claims(res, tolerance), tolerance, skip=(Path(out),)), Path(out).parent)

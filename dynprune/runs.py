@@ -175,7 +175,8 @@ def _train(cfg: Config, folder: Path, profile: str, ident: dict, source, log, fi
     from .data import load_data
     from .train import train
     data = load_data(cfg)
-    log(f"data: {data.source}")
+    if ctx.main:
+        log(f"data: {data.source}")
     if cfg.method == "imp":
         trained, extra = lottery.run_imp(cfg, data, folder, ident, log)
         summary = records.save_run(trained, folder, profile, ident, extra=extra)
@@ -214,7 +215,7 @@ def _check_ticket(cfg: Config, data, folder: Path, profile: str, ident: dict, so
     from . import lottery
     variants = lottery.check_ticket(
         cfg, data, source["ticket"], folder, ident, log=log, finished=finished,
-        save=lambda trained, sub, sub_ident: records.save_run(trained, sub, profile, sub_ident))
+        save=lambda trained, sub, sub_ident: records.save_run(trained, sub, profile, sub_ident, export=False))
     any_summary = next(iter(variants.values()))
     summary = dict(
         name=cfg.name, profile=profile, method=cfg.method, seed=cfg.seed, ticket_from=cfg.ticket_from,

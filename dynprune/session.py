@@ -20,7 +20,7 @@ from pathlib import Path
 from .makedeps import write_deps
 from .store import write_atomic
 
-NOTEBOOK_RECIPE = re.compile(r"-m dynprune notebook (?:--launch \S+ )?(\S+\.ipynb)")
+NOTEBOOK_RECIPE = re.compile(r"-m dynprune notebook\s+(?:--launch \S+\s+)?(\S+\.ipynb)")
 MAKE_CHATTER = re.compile(r"^make(\[\d+\])?: (\*\*\*|Target .* not remade|Nothing to be done|.*warning)")
 
 

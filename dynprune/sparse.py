@@ -165,9 +165,11 @@ def _choose(layer: nn.Module, in_shape: list[int], min_time: float, rounds: int 
     for batch in (256, 1):
         x = torch.randn(batch, *in_shape)  # the kernels' speed does not depend on the values
         t = _race({"dense": layer, "sparse": sparse}, x, threads=1, min_time=min_time, rounds=rounds)
-        ratios = sorted(s / d for s, d in zip(t["sparse"], t["dense"]))
-        plans[batch] = "sparse" if ratios[len(ratios) // 2] < 1 - NOISE else "dense"
-        timings[f"batch_{batch}_us"] = {name: round(sorted(v)[len(v) // 2] * 1e6, 1) for name, v in t.items()}
+        ratio = sorted(s / d for s, d in zip(t["sparse"], t["dense"]))[rounds // 2]
+        plans[batch] = "sparse" if ratio < 1 - NOISE else "dense"
+        timings[f"batch_{batch}"] = {"dense_us": [round(v * 1e6, 1) for v in t["dense"]],
+                                     "sparse_us": [round(v * 1e6, 1) for v in t["sparse"]],
+                                     "sparse_over_dense": round(ratio, 3)}
     return plans[256], plans[1], timings
 
 
@@ -203,10 +205,14 @@ def export(model: nn.Module, masks: dict[str, torch.Tensor], arch: dict, folder:
     """Write folder/model.safetensors (+ model.fp16.safetensors) and folder/model.json; returns the JSON.
 
     `masks` maps prunable weight names (as `prunable_weights` gives them) to 0/1 tensors; the weights are
-    multiplied by them before export. `arch` holds the kwargs of `build_model`. With `choose`, every masked
-    layer is timed dense vs sparse at its input shape at batch 256 and 1 (one thread, `min_time` seconds
-    per median, 12 medians per layer); without it every masked layer runs sparse (deterministic,
-    for tests and for machines where timing means nothing)."""
+    multiplied by them before export; weights without a mask, biases and BatchNorm are stored dense.
+    `arch` holds the kwargs of `build_model`. With `choose`, every masked layer is timed dense vs sparse
+    at its input shape at batch 256 and 1 (one thread, `min_time` s per median, 12 medians per layer:
+    about 10 s for LeNet-300-100, 2-3 min for a full-width ResNet-18) and keeps a plan for each: at
+    batch 256 sparse kernels can win (the work shrinks with the density), at batch 1 the per-call cost
+    of the sparse path (~10 us) often outweighs it, and one plan for both would lose one or the other.
+    Without `choose` every masked layer runs sparse (deterministic: for tests, or where timing means
+    nothing)."""
     folder = Path(folder)
     prunable = prunable_weights(model)
     unknown = sorted(set(masks) - set(prunable))
@@ -238,12 +244,12 @@ def export(model: nn.Module, masks: dict[str, torch.Tensor], arch: dict, folder:
         tensors[f"{key}:values"] = weight[mask].contiguous()  # row-major order, as CSR and the bits list them
         layer = layer_of[key]
         module = modules[layer]
-        module_masked = copy.deepcopy(module).requires_grad_(False)  # timed as it will run: masked
-        module_masked.weight = nn.Parameter(weight, requires_grad=False)
         if not _eligible(module):
             large, small, timing = "dense", "dense", None
         elif choose:
-            large, small, timing = _choose(module_masked, shapes[layer], min_time)
+            masked = copy.deepcopy(module).cpu().requires_grad_(False)  # timed as it will run: masked, on CPU
+            masked.weight = nn.Parameter(weight, requires_grad=False)
+            large, small, timing = _choose(masked, shapes[layer], min_time)
         else:
             large, small, timing = "sparse", "sparse", None
         layers[layer] = {"type": type(module).__name__, "shape": list(value.shape), "kept": kept,
@@ -259,12 +265,14 @@ def export(model: nn.Module, masks: dict[str, torch.Tensor], arch: dict, folder:
                                f"plan timed at batch 1; sparse only where more than {NOISE:.0%} faster",
                   "chosen_by": "timing, 1 thread" if choose else "not timed: every masked layer sparse"},
         "layers": layers,
-        "tensors": {k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")} for k, v in tensors.items()},
+        "tensors": {k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
+                    for k, v in tensors.items()},
     }
     meta = {"kind": KIND}
     store.save(folder / WEIGHTS, tensors, meta)
     if fp16:  # floats halved; indices, bits and BatchNorm's step counter unchanged
-        store.save(folder / WEIGHTS_FP16, {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}, meta)
+        halved = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+        store.save(folder / WEIGHTS_FP16, halved, meta)
     store.write_atomic(folder / DESCRIPTION, json.dumps(description, indent=1))
     return description
 
@@ -284,8 +292,8 @@ def load(path: Path, *, fp16: bool = False) -> nn.Module:
     try:
         description = json.loads(json_path.read_text())
         arch, layers, expected = description["architecture"], description["layers"], description["tensors"]
-        if description.get("kind") != KIND:
-            raise KeyError("kind")
+        if description.get("kind") != KIND or description.get("format") != store.FORMAT:
+            raise ValueError(f"kind {description.get('kind')}, format {description.get('format')}")
         for layer, spec in layers.items():
             if (spec["storage"] not in ("csr", "bitmask") or not isinstance(spec["kept"], int)
                     or not isinstance(spec["shape"], list)
@@ -348,7 +356,8 @@ def _dense_weight(file: Path, key: str, spec: dict, tensors: dict) -> torch.Tens
     """The full weight, pruned entries zero, from its CSR or packed-bit storage; malformed indices refused."""
     shape, values = spec["shape"], tensors.get(f"{key}:values")
     if values is None or values.numel() != spec["kept"]:
-        raise _refuse(file, f"{key} holds {None if values is None else values.numel()} values for {spec['kept']} kept weights")
+        stored = None if values is None else values.numel()
+        raise _refuse(file, f"{key} holds {stored} values for {spec['kept']} kept weights")
     parts = [":crow", ":col"] if spec["storage"] == "csr" else [":bits"]
     if any(key + part not in tensors for part in parts):
         raise _refuse(file, f"{key} is stored as {spec['storage']} but its {'/'.join(parts)} tensors are missing")
@@ -374,11 +383,11 @@ def measure(model_dense: nn.Module, exported_folder: Path, example: torch.Tensor
     """Size and CPU speed of the export against the dense (masked) model, same process, interleaved.
 
     Dense size: the safetensors file of the dense fp32 state dict (what an unpruned export would be;
-    torch.save's pickle adds a few hundred bytes). Speed: `rounds` rounds, each timing dense then export
-    (median of `torch.utils.benchmark` blocks of at least `min_time` s) at batch 1 (latency) and batch 256
-    (throughput; `example` rows repeated), `threads` threads. Ratios are dense / export per round, their
-    median and range reported: > 1 means the export wins. Takes about 2 x rounds x (2 x min_time +
-    4 forwards at batch 256): 3 s for LeNet, minutes for a full-width ResNet-18 on one thread."""
+    torch.save's zip of the same state is 0.1 % bigger). Speed: `rounds` rounds, each timing dense then
+    export (median of `torch.utils.benchmark` blocks of at least `min_time` s) at batch 1 (latency) and
+    batch 256 (throughput; `example` rows repeated), `threads` threads. Ratios are dense / export per
+    round, their median and range reported: > 1 means the export wins. Takes about 2 x rounds x
+    (2 x min_time + 4 forwards at batch 256): 5-15 s for LeNet, 2 min for a full-width ResNet-18."""
     from safetensors.torch import save as to_bytes
     folder = Path(exported_folder)
     was_training = model_dense.training
@@ -409,7 +418,8 @@ def measure(model_dense: nn.Module, exported_folder: Path, example: torch.Tensor
         if batch == 256:
             entry |= {f"{k}_images_per_s": round(256 / sorted(v)[len(v) // 2]) for k, v in t.items()}
         name = "latency_ratio" if batch == 1 else "throughput_ratio"
-        entry |= {name: round(ratios[len(ratios) // 2], 2), f"{name}_range": [round(ratios[0], 2), round(ratios[-1], 2)]}
+        entry[name] = round(ratios[len(ratios) // 2], 2)
+        entry[f"{name}_range"] = [round(ratios[0], 2), round(ratios[-1], 2)]
         result[f"batch_{batch}"] = entry
     model_dense.train(was_training)
     return result

@@ -284,6 +284,7 @@ def train(cfg: Config, data: Data | None = None, log=print, *, init_state: dict 
     run.train_flops = sum(r["train_flops"] for r in run.history)
     run.train_flops_sparse = sum(r["train_flops_sparse"] for r in run.history)
     run.test_loss, run.test_accuracy = evaluate(step_model, test_batches, eval_loss_fn, ctx)
+    distributed.write_digests(ctx)
     log(f"final model: test accuracy {run.test_accuracy:.2f}% at sparsity {masks.sparsity():.4f} "
         f"({masks.total - masks.zeros():,} of {masks.total:,} weights left), {run.train_seconds:.1f}s training")
     return run

@@ -1,112 +1,94 @@
 # %% [markdown]
-# # Results report
+# # Results report: what the sources claim, and what our runs say
 #
-# Every finished run of one profile, read from its run folder (nothing is trained here), next to the
-# number its source reported: the seed repository's notebooks and the later paper. How to read it:
-#
-# - **ours** is the test accuracy of the final model (never a best epoch), mean ± sample standard
-#   deviation over the seeds the parameter file lists, with n; a run that has not finished shows as
-#   *missing* and is never filled in.
-# - The **profile** says at which scale a number was made: `quick` runs are CPU-sized (few epochs, a data
-#   subset, narrow networks) and are not comparable with the reported numbers; `paper` runs are.
-# - CIFAR-10 on machines without internet is a lossy JPEG copy of the data set (the notebook of each run
-#   names its source): it costs a few points against the original.
-#
-# The same content is written to `results/<profile>/index.html`, with links to every rendered notebook.
+# This notebook reads every run folder of one profile (it never trains) and sets each published number
+# beside ours: the seed repository's 14 experiments, the later paper's (arXiv 2606.12278) and Frankle &
+# Carbin's lottery-ticket procedure. Every verdict is computed from the runs each time it renders, never
+# typed, and a run that has not finished, or was made by other training code or parameters (*stale*), is
+# shown as such, never filled in. The same sections make the page `results/<profile>/index.html` (opened
+# from disk, no server) and, as Markdown, RESULTS.md (`make results`).
 
 # %% tags=["parameters"]
 experiment = "report/summary"  # params/<experiment>.yaml, or a path to a .yaml file
 profile = "quick"              # whose results to read
-overrides = {}
-run_dir = None                 # None: results/lab/<profile>/report/<name>
-inputs_dir = None              # where the runs are; None: results/<profile>
+overrides = {}                 # any ReportConfig field, e.g. {"tolerance": 1.0}
+run_dir = None                 # None: results/lab/<profile>/report/<name> (its figures, and from JupyterLab its page)
+inputs_dir = None              # where the runs are; None: results/<profile> (read only)
 
 # %%
 from pathlib import Path
 
-from IPython.display import Markdown, display
-
-from dynprune import plots, report
+from dynprune import report
 from dynprune.config import resolve
-from dynprune.records import markdown_table, write_atomic
-from dynprune.runner import PROJECT, params_file
+from dynprune.runner import batch_results, lab_run_dir, params_file
 
 cfg = resolve(params_file(experiment), profile, overrides)
-results = Path(inputs_dir) if inputs_dir else PROJECT / "results" / profile
-run_dir = Path(run_dir) if run_dir else PROJECT / "results" / "lab" / profile / "report" / cfg.name
-run_dir.mkdir(parents=True, exist_ok=True)
-params_root = params_file(experiment).parent.parent
-sections = []  # (heading, markdown) for index.html; links there are relative to results/<profile>/
-
-
-def show(heading, notebook_md, index_md=None):
-    display(Markdown(f"## {heading}\n\n{notebook_md}"))
-    sections.append((heading, notebook_md if index_md is None else index_md))
-
+inputs_dir = Path(inputs_dir) if inputs_dir else batch_results(profile)
+run_dir = Path(run_dir) if run_dir else lab_run_dir("report", profile, cfg.name)
+page = report.page_path(run_dir, inputs_dir, cfg.name)   # the batch page, or one inside run_dir
+base = report.notebook_base(run_dir, inputs_dir, cfg.name)
+results = report.collect(inputs_dir, params_file(experiment).parent.parent, profile)
+parts = [report.show(report.introduction(results), base)]
 
 # %% [markdown]
-# ## The seed's experiments
+# ## What the sources claim, and what our runs say
+# One row per claim: every published accuracy of a parameter file (`reported_accuracy`), the claims a
+# comparison checks against a published recipe (Frankle & Carbin's), and per comparison whether dynamic
+# pruning finds its network at a fraction of IMP's training compute and whether its mask is a winning
+# ticket. A claim none of whose runs has finished says *not run yet* and carries no verdict.
 
 # %%
-for heading, names in (("The seed's experiments", report.SEED_EXPERIMENTS),
-                       ("The later paper's experiments", report.PAPER_EXPERIMENTS),
-                       ("This project's own experiments (no published number)", report.other_experiments(params_root))):
-    show(heading, markdown_table(report.RESULT_HEADER, report.results_rows(results, names, params_root, "../")),
-         markdown_table(report.RESULT_HEADER, report.results_rows(results, names, params_root)))
+claims = report.claims(results, cfg.tolerance)
+parts.append(report.show(report.claims_section(results, claims, cfg.tolerance), base))
 
 # %% [markdown]
-# ## Accuracy against sparsity
-# The later paper's ResNet-18 sweep (one parameter file per sparsity) and every experiment with a grid over
-# `final_sparsity`: mean ± standard deviation over seeds; the dense run of a series as a dotted line.
+# ## Key figures
+# Accuracy against sparsity per network and data set, the published points overlaid by source; accuracy
+# against the training compute each method paid for its network (dynamic pruning, IMP, pruning at
+# initialisation); and the seed's hyperparameter studies. Only finished runs are drawn: each caption names
+# what is missing or stale.
 
 # %%
-series = report.sweep_series(results, params_root)
-if series:
-    fig = plots.accuracy_vs(series, "final sparsity", "accuracy against sparsity (mean ± std over seeds)", baseline_at=0.0)
-    fig.savefig(run_dir / "sparsity_sweep.png", dpi=100, bbox_inches="tight")
-    sections.append(("Accuracy against sparsity", f"![sweep]({run_dir.relative_to(results).as_posix()}/sparsity_sweep.png)"))
-else:
-    show("Accuracy against sparsity", "missing: no run of a sparsity sweep has finished")
+parts.append(report.show(report.figures_section(results, run_dir), base))
 
 # %% [markdown]
-# ## The hyperparameter studies
-# Each panel puts an experiment beside the baseline it varies (first seed; validation accuracy where the
-# run has a validation split, else training accuracy).
+# ## What the sparsity buys
+# A masked network is as large and as slow as the dense one until it is exported sparsely; where a run
+# was exported, its file size and CPU speed beside its accuracy.
 
 # %%
-curves = {}
-for title, names in report.STUDIES.items():
-    found = {}
-    for name in names:
-        first_point, _ = next(iter(report.experiment_runs(results, f"dynamic_pruning/{name}", params_root).values()))
-        if first_point:
-            found[name] = first_point[0]["history"]
-    if found:
-        curves[title] = found
-if curves:
-    fig = plots.studies(curves)
-    fig.savefig(run_dir / "studies.png", dpi=90, bbox_inches="tight")
-    sections.append(("The hyperparameter studies", f"![studies]({run_dir.relative_to(results).as_posix()}/studies.png)"))
-else:
-    show("The hyperparameter studies", "missing: none of their runs has finished")
+parts.append(report.show(report.export_section(results), base))
 
 # %% [markdown]
-# ## Dynamic pruning against the lottery-ticket procedure
-# From the `compare` runs: the same model, data and epochs per training cycle for every method.
+# ## Every experiment
+# One row per experiment (per grid point with a grid), in three groups: the seed's, the later paper's and
+# this project's own. Hardware, profile and training code are stated once per table when every row shares
+# them.
 
 # %%
-tables = report.comparison_tables(results)
-show("Dynamic pruning against the lottery-ticket procedure",
-     "\n\n".join(f"**{name}** ([notebook](../compare/{name}.html))\n\n{t}" for name, t in tables.items())
-     or "missing: no comparison has finished",
-     "\n\n".join(f"**{name}** ([notebook](compare/{name}.html))\n\n{t}" for name, t in tables.items())
-     or "missing: no comparison has finished")
+for section in report.experiment_sections(results):
+    parts.append(report.show(section, base, heading=True))
 
 # %% [markdown]
-# ## Every rendered notebook
+# ## Dynamic pruning against IMP and pruning at initialisation
+# Each comparison's methods side by side, from the same run folders.
 
 # %%
-notebooks = report.rendered_notebooks(results)
-show("Every rendered notebook", report.markdown_links(notebooks, "../"), report.markdown_links(notebooks))
-write_atomic(results / "index.html", report.index_html(f"dynprune results: {profile} profile", sections))
-print(f"wrote {results / 'index.html'}")
+for section in report.comparison_sections(results):
+    parts.append(report.show(section, base, heading=section.level > 2))
+
+# %% [markdown]
+# ## Deviations from the sources
+# Where this project does not do exactly what a source did, and why (`docs/method.md`).
+
+# %%
+parts.append(report.show(report.deviations_section(results), base))
+
+# %% [markdown]
+# ## The page
+# Every section above, with links to every rendered notebook, written as a static page.
+
+# %%
+parts.append(report.notebooks_section(results))
+report.write_page(page, report.title(profile), parts)
+print(f"wrote {page}")

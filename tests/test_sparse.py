@@ -110,8 +110,12 @@ def test_timed_choice_is_recorded_and_keeps_predictions(tmp_path):
     description = sparse.export(model, masks, arch, tmp_path, min_time=0.002)
     for spec in description["layers"].values():
         assert spec["execution"] in ("sparse", "dense") and spec["execution_small_batch"] in ("sparse", "dense")
-        assert set(spec["measured"]) == {"batch_256_us", "batch_1_us"}
-        assert all(t > 0 for m in spec["measured"].values() for t in m.values())
+        assert set(spec["measured"]) == {"batch_256", "batch_1"}
+        for timing in spec["measured"].values():
+            assert len(timing["dense_us"]) == len(timing["sparse_us"]) == 3 and min(timing["dense_us"]) > 0
+        for batch, plan in (("batch_256", "execution"), ("batch_1", "execution_small_batch")):
+            faster = spec["measured"][batch]["sparse_over_dense"] < 1 - sparse.NOISE
+            assert faster == (spec[plan] == "sparse")
     assert json.loads((tmp_path / "model.json").read_text()) == description
     assert_same_predictions(model, sparse.load(tmp_path), inputs(arch))
 

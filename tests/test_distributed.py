@@ -1,0 +1,88 @@
+"""One run across processes with torch.distributed: gloo on the CPU, two processes, as torchrun starts them."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import make_mnist
+
+pytestmark = pytest.mark.ddp
+REAL = Path(os.environ.get("DYNPRUNE_DATA", "/nonexistent")) / "MNIST" / "raw"
+FLAGS = ["--dataset", "mnist", "--model", "lenet_300_100", "--init", "kaiming_fan_in", "--batch-size", "64",
+         "--lr", "0.05", "--final-sparsity", "0.9", "--no-download", "--device", "cpu", "--threads", "1"]
+
+
+def torchrun(n: int) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", "-m", "dynprune"]
+
+
+def summary(out: Path) -> dict:
+    return json.loads((out / "seed42" / "summary.json").read_text())
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="real MNIST not found under $DYNPRUNE_DATA/MNIST/raw")
+def test_two_processes_train_one_run_like_one_process_with_identical_masks_on_every_rank(tmp_path):
+    env = os.environ | {"DYNPRUNE_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1",
+                        "DYNPRUNE_DIGESTS": str(tmp_path / "digests")}
+    flags = FLAGS + ["--epochs", "3", "--train-subset", "12000", "--prune-every-steps", "25"]
+    one = subprocess.run([sys.executable, "-m", "dynprune", "train", *flags, "--out", str(tmp_path / "one")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    two = subprocess.run(torchrun(2) + ["train", *flags, "--out", str(tmp_path / "two")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0 and two.returncode == 0, one.stderr[-2000:] + two.stderr[-2000:]
+    a, b = summary(tmp_path / "one"), summary(tmp_path / "two")
+    for s in (a, b):
+        assert s["pruned_weights"] == round(0.9 * s["prunable_weights"]) and s["pruned_but_nonzero"] == 0
+    assert abs(a["test_accuracy"] - b["test_accuracy"]) <= 0.3, (a["test_accuracy"], b["test_accuracy"])
+    assert a["test_accuracy"] > 90
+    ranks = [json.loads((tmp_path / "digests" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    updates = len(range(0, 3 * -(-12000 // 64), 25))
+    assert ranks[0] == ranks[1] and len(ranks[0]) == updates  # the same masks on both ranks at every update
+    assert json.loads((tmp_path / "two" / "seed42" / "environment.json").read_text())["processes"] == 2
+    assert two.stdout.count("final model:") == 1  # only rank 0 speaks (and writes)
+
+
+def test_a_killed_rank_stops_the_run_and_the_rerun_resumes_from_the_checkpoint(tmp_path):
+    data = make_mnist(tmp_path / "data", n_train=2400, n_test=200)
+    env = os.environ | {"DYNPRUNE_DATA": str(data), "DYNPRUNE_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    command = torchrun(2) + ["train", *FLAGS, "--epochs", "4", "--batch-size", "16", "--out", str(tmp_path / "out")]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "out" / "seed42" / "train.log"
+    deadline = time.time() + 180
+    while time.time() < deadline and not (log.is_file() and "epoch 2/4" in log.read_text()):
+        time.sleep(0.1)
+    assert log.is_file() and "epoch 2/4" in log.read_text(), "the run never reached its second epoch"
+    workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()]
+    assert workers, "no worker processes found"
+    os.kill(max(workers), signal.SIGKILL)  # one rank dies
+    assert proc.wait(timeout=120) != 0
+    assert (tmp_path / "out" / "seed42" / "checkpoint.pt").is_file()
+    assert not (tmp_path / "out" / "seed42" / "summary.json").exists()
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "resuming from" in log.read_text()
+    s = summary(tmp_path / "out")
+    assert s["epochs"] == 4 and s["pruned_weights"] == round(0.9 * s["prunable_weights"])
+
+
+def test_a_parameter_file_with_processes_trains_through_torchrun(tmp_path, monkeypatch):
+    """`processes: 2` in a profile or file: the lifecycle starts torchrun itself (what a notebook render does)."""
+    from dynprune.config import build, runs_of
+    from dynprune.runs import ensure
+    data = make_mnist(tmp_path / "data", n_train=1200, n_test=200)
+    monkeypatch.setenv("DYNPRUNE_DATA", str(data))
+    monkeypatch.setenv("DYNPRUNE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    cfg = build(dict(dataset="mnist", model="lenet_300_100", init="kaiming_fan_in", width=0.25, epochs=2, batch_size=32,
+                     lr=0.05, final_sparsity=0.5, download=False, device="cpu", processes=2, threads=1))
+    run = runs_of(cfg)[0]
+    outcome = ensure(run, tmp_path / "out" / run.folder, "paper", root=tmp_path / "out", log=lambda _: None)
+    assert outcome.action == "trained" and outcome.summary["sparsity"] == pytest.approx(0.5, abs=1e-4)
+    assert json.loads((outcome.folder / "environment.json").read_text())["processes"] == 2
+    again = ensure(run, tmp_path / "out" / run.folder, "paper", root=tmp_path / "out", log=lambda _: None)
+    assert again.action == "reused"
