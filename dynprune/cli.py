@@ -94,6 +94,7 @@ def _training_file(params: Path | None) -> None:
 def cmd_train(args) -> None:
     from .runs import ensure
     _training_file(args.params)
+    C.read_profile(args.profile, C.params_root(args.params))
     cfg = C.resolve(args.params, args.profile, overrides_from(args))
     if cfg.method in ("imp", "ticket_check"):
         raise C.ConfigError(f"method {cfg.method} is rendered by its notebook (make results/<profile>/"
@@ -114,6 +115,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_config(args) -> None:
+    C.read_profile(args.profile, C.params_root(args.params))
     print(C.dumps(C.resolve(args.params, args.profile, overrides_from(args))))
 
 
@@ -201,7 +203,10 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # reported by the command's own parser, which knows its flags (and suggests the nearest)
+        parser._subparsers._group_actions[0].choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.func(args) or 0
     except (C.ConfigError, DataError, TrainingError, StoreError, Busy, RankMismatch) as e:

@@ -4,21 +4,22 @@ Read only: it lists every parameter file, reads every run folder of the profile 
 identity (runs.status) whether it is done, stale (made by other code or parameters) or missing. Nothing is
 trained, nothing under results/ is moved; a missing or stale result is always shown as such, never dropped.
 
-    collect(results, params_root, profile)  -> Results          what the profile holds
-    claims(res, tolerance)                  -> [Claim]          every verdict, computed from the runs
-    sections(res, claims, figures_dir)      -> [Section]        the page: claims first, then figures, tables
-    to_html(title, sections, base)          -> str              a static page, links relative to `base`
-    to_markdown(sections, base)             -> str              the same content for RESULTS.md
+    collect(results, params_root, profile)          -> Results    what the profile holds
+    claims(res, tolerance)                          -> [Claim]    every verdict, computed from the runs
+    sections(res, claims, tolerance, figures_dir)   -> [Section]  claims first, then figures and tables
+    to_html(title, sections, base)                  -> str        a static page, links relative to `base`
+    to_markdown(sections, base)                     -> str        the same content as Markdown (RESULTS.md)
 
-The page is built once as plain blocks (text, tables, figures, links as paths) and rendered twice, so the
-HTML page, the notebook and RESULTS.md can never say different things. Links become relative paths only
-when rendered, to wherever the page is written.
+The page is built once as plain blocks (text, tables, figures, links to paths) and rendered twice, so the
+HTML page, the notebook and RESULTS.md cannot say different things. Links become relative paths only when
+rendered, to wherever the page is written (the batch page, a JupyterLab run's page, RESULTS.md).
 """
 from __future__ import annotations
 
 import contextlib
 import html
 import os
+import re
 import statistics
 import urllib.parse
 from dataclasses import dataclass, field
@@ -370,16 +371,20 @@ def _cost_claim(comp: Comparison, dynamic: Experiment, imp: Experiment, toleranc
     dyn, other = dynamic.summaries("done"), imp.summaries("done")
     ratio = _flops(dyn) / _flops(other) if dyn and other and _flops(other) > 0 else None
     diff = stats.welch(accuracies(dyn), accuracies(other)) if dyn and other else None
-    verdict = _verdict([dynamic.runs, imp.runs], lambda _: "inconclusive (no FLOPs recorded)" if ratio is None else
-                       "not confirmed" if ratio >= 1 else difference_verdict(diff, better_than=-tolerance))
-    ours = _absent(dynamic, imp) if diff is None else (f"{'?' if ratio is None else f'{ratio:.2f}'}× IMP's training "
-                                                        f"FLOPs; accuracy {diff.text()} points vs IMP")
+
+    def decide(_):
+        if ratio is None:
+            return "inconclusive (no FLOPs recorded)"
+        return "not confirmed" if ratio >= 1 else difference_verdict(diff, better_than=-tolerance)
+    ours = _absent(dynamic, imp) if diff is None else (
+        f"{'?' if ratio is None else f'{ratio:.2f}'}× IMP's training FLOPs; accuracy {diff.text()} points vs IMP")
     return Claim(source="seed, later paper",
                  claim=f"dynamic pruning finds its network at a fraction of IMP's training compute with comparable "
                        f"accuracy ({dynamic.name} against {imp.name}, {method_label(imp.cfg.to_dict())})",
-                 published="one training run instead of IMP's train–prune–rewind cycles", ours=ours, verdict=verdict,
-                 experiment=comp.key,
-                 note=f"a fraction: FLOPs ratio < 1; comparable: Welch 95 % interval of dynamic − IMP above −{tolerance:g}")
+                 published="one training run instead of IMP's train–prune–rewind cycles", ours=ours,
+                 verdict=_verdict([dynamic.runs, imp.runs], decide), experiment=comp.key,
+                 note=f"a fraction: FLOPs ratio < 1; comparable: Welch 95 % interval of dynamic − IMP above "
+                      f"−{tolerance:g}")
 
 
 def _absent(*exps: Experiment) -> str:
@@ -399,15 +404,19 @@ def ticket_claims(res: Results, comp: Comparison) -> list[Claim]:
         return []
     tickets, dense_acc = ticket.summaries("done"), accuracies(dense.summaries("done"))
     v = ticket_verdict(tickets, dense_acc, comp.cfg.tolerance) if tickets and dense_acc else None
-    single = v is not None and (v["to_dense"].low is None or v["to_reinit"].low is None)
-    verdict = _verdict([ticket.runs, dense.runs], lambda _: "inconclusive (n = 1)" if single else
-                       {"winning ticket": "confirmed", "not a winning ticket": "not confirmed"}.get(v["verdict"], v["verdict"]))
-    ours = _absent(ticket, dense) if v is None else (f"retrained from {v['rewound']}: {v['to_dense'].text()} points vs dense, "
-                                        f"{v['to_reinit'].text()} vs re-initialised")
+
+    def decide(_):
+        if v["to_dense"].low is None or v["to_reinit"].low is None:
+            return "inconclusive (n = 1)"
+        return {"winning ticket": "confirmed", "not a winning ticket": "not confirmed"}.get(v["verdict"], v["verdict"])
+    ours = _absent(ticket, dense) if v is None else (
+        f"retrained from {v['rewound']}: {v['to_dense'].text()} points vs dense, {v['to_reinit'].text()} vs "
+        f"re-initialised")
     return [Claim(source="seed", claim=f"the final mask of {ticket.cfg.ticket_from} is a winning ticket: retrained "
                                        f"from its early weights it matches dense and beats a random re-initialisation",
-                  published="'dynamic lottery tickets' (the seed's name)", ours=ours, verdict=verdict,
-                  experiment=comp.key, note=f"Frankle & Carbin's definition, within {comp.cfg.tolerance:g} points")]
+                  published="'dynamic lottery tickets' (the seed's name)", ours=ours,
+                  verdict=_verdict([ticket.runs, dense.runs], decide), experiment=comp.key,
+                  note=f"Frankle & Carbin's definition, within {comp.cfg.tolerance:g} points")]
 
 
 def verdict_kind(verdict: str) -> str:
@@ -457,6 +466,17 @@ class Figure:
 @dataclass
 class Raw:
     markdown: str          # someone else's markdown (docs/method.md), rendered as it is
+    origin: Path           # the folder its relative links start from
+
+    def relinked(self, base: Path) -> str:
+        """The markdown with its relative links made relative to `base` instead of `origin`."""
+        def move(match):
+            target = match.group(2)
+            if target.startswith(("http://", "https://", "#", "/", "mailto:")):
+                return match.group(0)
+            path, _, anchor = target.partition("#")
+            return f"{match.group(1)}({_href(self.origin / path, base)}{'#' + anchor if anchor else ''})"
+        return re.sub(r"(\[[^\]]*\])\(([^)\s]+)\)", move, self.markdown)
 
 
 @dataclass
@@ -636,14 +656,13 @@ def cost_figure(res: Results, folder: Path) -> Figure | None:
 
 
 def _cost_panels(groups: dict[str, list[dict]]):
-    import matplotlib.pyplot as plt
-    from . import plots  # noqa: F401  (the one figure style)
+    from . import plots  # the one figure style comes with it
     from .compare import by_method
     labels = sorted({r["method"] for rows in groups.values() for r in rows}, key=_method_order)
     colours = {label: f"C{i % 10}" for i, label in enumerate(labels)}
     cols = min(2, len(groups))
     nrows = -(-len(groups) // cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(6.2 * cols, 4.0 * nrows), squeeze=False)
+    fig, axes = plots.plt.subplots(nrows, cols, figsize=(6.2 * cols, 4.0 * nrows), squeeze=False)
     for ax, (name, rows) in zip(axes.flat, groups.items()):
         for method, rs in sorted(by_method(rows).items(), key=lambda kv: _method_order(kv[0])):
             s = stats.summarize([r["test_accuracy"] for r in rs])
@@ -715,55 +734,64 @@ def figures_section(res: Results, folder: Path | None) -> Section | None:
 # -- what the sparsity buys ---------------------------------------------------------------------------------
 
 def export_section(res: Results) -> Section:
+    """Per experiment (and grid point) with finished sparse runs: the exported network's size and CPU speed
+    beside the dense one's, from the `export` figures in the run summaries; 'not measured' where none has one."""
     rows, unmeasured = [], []
     for exp in res.experiments.values():
-        for r in exp.runs:
-            if r.state != "done" or not r.summary.get("sparsity") or exp.kind == "ticket":
-                continue
-            ex = r.summary.get("export")
-            if isinstance(ex, dict):
-                rows.append(_export_row(exp, r, ex))
-            elif exp.key not in unmeasured:
-                unmeasured.append(exp.key)
+        if exp.kind == "ticket":  # a ticket check retrains another run's mask: nothing of its own to export
+            continue
+        for label, runs in exp.points().items():
+            done = [r.summary for r in runs if r.state == "done" and r.summary.get("sparsity")]
+            measured = [s for s in done if isinstance(s.get("export"), dict) and "error" not in s["export"]]
+            name = exp.name + (f" [{label}]" if label else "")
+            if measured:
+                rows.append(_export_row(exp, name, measured, len(done)))
+            elif done:
+                failed = next((s["export"]["error"] for s in done if isinstance(s.get("export"), dict)), "")
+                unmeasured.append(f"`{exp.key}`" + (f" [{label}]" if label else "") + (f" (export failed: {failed})"
+                                                                                        if failed else ""))
     blocks: list = [Text(["A pruned network is as large and as slow as the dense one until it is stored and run "
-                          "sparsely. Where a run was exported (`python -m dynprune export <run folder>`), its "
-                          "sparse file and its CPU speed beside the dense model's (dense → sparse; ×: how many times "
-                          "smaller or faster the sparse one is, above 1 it wins)."])]
+                          "sparsely. Each finished run exports its network and measures it on one CPU thread "
+                          "(`python -m dynprune export <run folder>` measures longer): dense → sparse, and × how "
+                          "many "
+                          "times smaller or faster the sparse one is (above 1 it wins); the mean over the measured "
+                          "runs."])]
     if rows:
-        blocks.append(Table(["run", "test accuracy (%)", "sparsity", "size", "latency, batch 1", "throughput, batch 256",
-                             "threads"], rows, widths=(24, 10, 10, 16, 15, 17, 8)))
+        blocks.append(Table(["experiment", "test accuracy (%)", "sparsity", "file size", "latency, batch 1",
+                             "throughput, batch 256", "measured"], rows, widths=(20, 9, 9, 16, 15, 17, 14)))
     else:
-        blocks.append(Text(["**not measured**: no finished run has been exported yet."]))
+        blocks.append(Text(["**not measured**: no finished sparse run has an export yet."]))
     if unmeasured:
-        blocks.append(Text([f"**not measured** ({len(unmeasured)} experiments with finished sparse runs): "
-                            + ", ".join(f"`{k}`" for k in unmeasured) + "."], cls="meta"))
+        blocks.append(Text([f"**not measured** ({len(unmeasured)} with finished sparse runs): "
+                            + ", ".join(unmeasured) + "."], cls="meta"))
     return Section("What the sparsity buys", blocks, "export")
 
 
-def _export_row(exp: Experiment, r: RunResult, ex: dict) -> list:
-    def ratio(dense, sparse, given):
-        if isinstance(dense, (int, float)) and isinstance(sparse, (int, float)) and sparse:
-            return dense / sparse
-        return given
+def _export_row(exp: Experiment, name: str, measured: list[dict], done: int) -> list:
+    figures = [s["export"] for s in measured]
 
-    def pair(dense, sparse, unit, r_, fmt="{:.3g}"):
+    def mean(key):
+        values = [f.get(key) for f in figures]
+        return statistics.fmean(values) if values and all(isinstance(v, (int, float)) for v in values) else None
+
+    def pair(dense, sparse, unit, ratio, fmt):
         if dense is None or sparse is None:
             return "not measured"
-        return f"{fmt.format(dense)} → {fmt.format(sparse)} {unit}" + ("" if r_ is None else f" (×{r_:.2f})")
-    size = pair(_mb(ex.get("dense_bytes")), _mb(ex.get("export_bytes")), "MB",
-                ratio(ex.get("dense_bytes"), ex.get("export_bytes"), ex.get("size_ratio")), "{:.2f}")
-    latency = pair(ex.get("dense_latency_ms_b1"), ex.get("export_latency_ms_b1"), "ms",
-                   ratio(ex.get("dense_latency_ms_b1"), ex.get("export_latency_ms_b1"), ex.get("latency_ratio_b1")))
-    sparse_ips, dense_ips = ex.get("export_images_per_s_b256"), ex.get("dense_images_per_s_b256")
-    throughput = pair(dense_ips, sparse_ips, "img/s", ratio(sparse_ips, dense_ips, ex.get("throughput_ratio_b256")),
-                      "{:,.0f}")
-    name = f"{exp.key}/{r.folder}"
+        return f"{fmt.format(dense)} → {fmt.format(sparse)} {unit}" + ("" if ratio is None else f" (×{ratio:.2f})")
+    size = pair(_mb(mean("dense_bytes")), _mb(mean("export_bytes")), "MB", mean("size_ratio"), "{:.2f}")
+    latency = pair(mean("dense_latency_ms_b1"), mean("export_latency_ms_b1"), "ms", mean("latency_ratio_b1"), "{:.3g}")
+    throughput = pair(mean("dense_images_per_s_b256"), mean("export_images_per_s_b256"), "img/s",
+                      mean("throughput_ratio_b256"), "{:,.0f}")
+    threads = sorted({str(f.get("threads", "?")) for f in figures})
+    agree = {f.get("predictions_equal") for f in figures} - {None}
+    note = f"{len(measured)} of {done} runs, {'/'.join(threads)} thread(s)" + (
+        "" if not agree else "; same predictions as dense" if agree == {True} else "; predictions differ from dense")
     return [link_or_text(name, exp.notebook) if exp.rendered else name,
-            _accuracy_text([r.summary]), sparsity_text([r.summary]), size, latency, throughput,
-            str(ex.get("threads", "—"))]
+            f"{statistics.fmean(accuracies(measured)):.2f}" if accuracies(measured) else "—",
+            sparsity_text(measured), size, latency, throughput, note]
 
 
-def _mb(n):
+def _mb(n: float | None) -> float | None:
     return None if n is None else n / 1e6
 
 
@@ -922,7 +950,7 @@ def deviations_section(res: Results) -> Section:
     end = body.find("\n## ")
     return Section("Deviations from the sources", [
         Text(["From ", Link("docs/method.md", path), " (where each is explained):"]),
-        Raw(body[:end if end >= 0 else None].strip())], "deviations")
+        Raw(body[:end if end >= 0 else None].strip(), path.parent)], "deviations")
 
 
 def rendered_notebooks(res: Results) -> dict[str, list[Path]]:
@@ -1030,7 +1058,7 @@ def _section_md(s: Section, base: Path) -> str:
         elif isinstance(b, Figure):
             parts.append(f"![{b.alt}]({_href(b.path, base)})" + (f"\n\n*{b.caption}*" if b.caption else ""))
         elif isinstance(b, Raw):
-            parts.append(b.markdown)
+            parts.append(b.relinked(base))
     return "\n\n".join(parts)
 
 
@@ -1077,7 +1105,7 @@ def _section_html(s: Section, base: Path) -> str:
             parts.append(f'<figure><img src="{html.escape(_href(b.path, base))}" alt="{html.escape(b.alt)}">'
                          f"{caption}</figure>")
         elif isinstance(b, Raw):
-            parts.append(f'<div class="raw">{_md_to_html(b.markdown)}</div>')
+            parts.append(f'<div class="raw">{_md_to_html(b.relinked(base))}</div>')
     return "\n".join(parts + ["</section>"])
 
 
@@ -1085,7 +1113,8 @@ def _table_html(t: Table, base: Path) -> str:
     cols = "".join(f'<col style="width:{w}%">' for w in t.widths)
     head = "".join(f"<th>{html.escape(h)}</th>" for h in t.header)
     body = "".join("<tr>" + "".join(f"<td>{_inline_html(c, base)}</td>" for c in row) + "</tr>" for row in t.rows)
-    return f'<div class="table"><table><colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+    return (f'<div class="table"><table><colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table></div>")
 
 
 STYLE = """

@@ -288,9 +288,12 @@ def _device_slot(target: Path, root: Path, profile: str, kind: str, name: str, l
                     continue
             if len(mine) < need:
                 time.sleep(0.5)
-        print(f"device slot(s) {','.join(mine)}", file=log, flush=True)
-        with _environment({"CUDA_VISIBLE_DEVICES": ",".join(mine), "DYNPRUNE_DEVICE_SLOT": ",".join(mine)}):
-            yield
+        print(f"device slot(s) {','.join(mine)} held from {time.time():.3f}", file=log, flush=True)
+        try:
+            with _environment({"CUDA_VISIBLE_DEVICES": ",".join(mine), "DYNPRUNE_DEVICE_SLOT": ",".join(mine)}):
+                yield
+        finally:
+            print(f"device slot(s) {','.join(mine)} released at {time.time():.3f}", file=log, flush=True)
 
 
 def _render_on_slurm(target: Path, root: Path, profile: str, kind: str, name: str, log_path: Path) -> None:

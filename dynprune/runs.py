@@ -116,6 +116,7 @@ def ensure(run: Run, folder: Path, profile: str, *, root: Path, inputs: Path | N
     from . import train as train_module
     folder = inside(folder, root)
     cfg = run.cfg
+    train_module.pick_device(cfg)  # a device this machine lacks is refused before anything is written
     source = _ticket_source(cfg, run, inputs) if cfg.method == "ticket_check" else None
     ident = run_identity(cfg, source["summary"]["identity"] if source else None)
     ctx = distributed.from_env(cuda=_cuda(cfg)) if distributed.launched() else distributed.SINGLE

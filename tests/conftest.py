@@ -70,7 +70,7 @@ def tree_root(tmp_path, monkeypatch) -> Path:
 def tiny_config(**changes):
     """A LeNet run on tiny MNIST-shaped data that trains in about a second."""
     values = dict(dataset="mnist", model="lenet_300_100", init="kaiming_fan_in", width=0.25, epochs=4,
-                  batch_size=32, lr=0.05, final_sparsity=0.75, download=False, device="cpu")
+                  batch_size=32, lr=0.02, final_sparsity=0.75, download=False, device="cpu")
     return build(values | changes)
 
 

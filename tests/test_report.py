@@ -5,7 +5,6 @@ The fixture writes run folders as the notebooks would (summary.json with the ide
 the run, so they count as done; a wrong identity for a stale one) into a copy of params/, then renders the
 report notebook through the real runner, once per profile.
 """
-import json
 import os
 import re
 import shutil
@@ -27,7 +26,7 @@ DEVIATIONS = """# The method
 
 | what | the source | here |
 |---|---|---|
-| pruning target | reached one epoch late (79.6 % for 80 %) | reached exactly |
+| pruning target | reached one epoch late (79.6 % for 80 %) | reached exactly ([why](method.md)) |
 
 ## Something else
 """
@@ -112,16 +111,18 @@ def quick_results(project: Path) -> None:
     experiment(project, p, "dynamic_pruning/lenet_mnist_dense", [97.6, 97.8, 97.7])
     export = dict(dense_bytes=1_066_000, export_bytes=260_000, size_ratio=4.1, dense_latency_ms_b1=0.21,
                   export_latency_ms_b1=0.09, latency_ratio_b1=2.33, dense_images_per_s_b256=61000,
-                  export_images_per_s_b256=98000, throughput_ratio_b256=1.61, threads=1)
-    dynamic = [write_run(project, p, "dynamic_pruning/lenet_mnist_s80", run, acc, extra=dict(export=export) if i == 0 else None)
-               for i, (run, acc) in enumerate(zip(runs_of(project, "dynamic_pruning/lenet_mnist_s80", p), [97.5, 97.4, 97.6]))]
-    mark_rendered(project, p, "dynamic_pruning/lenet_mnist_s80")
+                  export_images_per_s_b256=98000, throughput_ratio_b256=1.61, threads=1, predictions_equal=True)
+    key = "dynamic_pruning/lenet_mnist_s80"
+    dynamic = [write_run(project, p, key, run, acc, extra=dict(export=export) if i == 0 else None)
+               for i, (run, acc) in enumerate(zip(runs_of(project, key, p), [97.5, 97.4, 97.6]))]
+    mark_rendered(project, p, key)
     experiment(project, p, "lottery/lenet_mnist_imp_s80_rewind0", [97.2, 97.3, 97.1],
                extra=dict(levels=levels(0.8, 97.0), train_flops=24e9))
     for run, acc, source in zip(runs_of(project, "ticket/lenet_mnist_s80", p), [97.3, 97.2, 97.4], dynamic):
         write_run(project, p, "ticket/lenet_mnist_s80", run, None, source_identity=source["identity"],
-                  extra=dict(variants=dict(rewind_init=acc - 0.3, rewind_k=acc, reinit=acc - 1.5, random_mask=acc - 2.0),
-                             source_test_accuracy=source["test_accuracy"]))
+                  extra=dict(source_test_accuracy=source["test_accuracy"],
+                             variants=dict(rewind_init=acc - 0.3, rewind_k=acc, reinit=acc - 1.5,
+                                           random_mask=acc - 2.0)))
     mark_rendered(project, p, "ticket/lenet_mnist_s80")
     write_comparison(project, p, "lenet_mnist_s80", verdict="winning ticket", claims=[])
     # Frankle & Carbin's recipe: the comparison stores the claims it checked
@@ -228,7 +229,9 @@ def test_experiment_tables_mark_missing_stale_partial_and_unrendered_results(pro
     assert badge(row_of(own, "lenet_mnist_sweep [final_sparsity=0.5]")) == ["missing"]
     assert "rewind_k 97.30" in row_of(own, ">lenet_mnist_s80<") or "rewind_k 97.30" in own
     exported = text[text.index('id="export"'):text.index('id="seed-experiments"')]
-    assert "1.07 → 0.26 MB (×4.10)" in exported and "not measured" in exported
+    row = row_of(exported, ">lenet_mnist_s80<")
+    assert "1.07 → 0.26 MB (×4.10)" in row and "0.21 → 0.09 ms (×2.33)" in row and "1 of 3 runs" in row
+    assert "not measured" in exported and "lenet_mnist_dense" not in exported  # dense: nothing to export
     assert "reached one epoch late" in text  # docs/method.md's deviations, rendered
 
 
@@ -257,6 +260,13 @@ def test_results_md_is_deterministic_and_its_numbers_are_the_runs(project, tmp_p
     assert "](results/paper/dynamic_pruning/lenet_s98.html)" in text  # links relative to RESULTS.md
     mean = statistics.fmean(PAPER_S98)
     assert f"{mean:.2f}" in text
+
+
+def test_without_docs_method_md_the_deviations_say_they_are_missing(tmp_path):
+    from dynprune.report import Results, deviations_section, to_markdown
+    text = to_markdown(deviations_section(Results("paper", tmp_path / "results" / "paper", tmp_path / "params")),
+                       tmp_path)
+    assert "**missing**: `docs/method.md` does not exist yet" in text
 
 
 def test_a_report_started_from_jupyterlab_never_writes_the_batch_page(tmp_path):

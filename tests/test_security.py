@@ -1,0 +1,186 @@
+"""Hostile and careless inputs: parameter files, flags, names and run folders come from other people.
+
+Every case must end with one line on stderr naming the problem, a non-zero exit, no traceback, no file
+written anywhere and no summary.json — before anything trains. The generated cases take each field of a
+valid parameter file and break it: a value of another type, a value just outside its range, a non-finite
+number, a hostile name; plus misspelled keys, duplicate keys, and keys that are not text.
+"""
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dynprune import cli
+from dynprune.config import FIELDS, Config, hints
+
+from conftest import PROJECT
+
+VALID = {"dataset": "mnist", "model": "lenet_300_100", "init": "kaiming_fan_in", "epochs": 2, "batch_size": 32,
+         "lr": 0.05, "final_sparsity": 0.5, "download": False, "device": "cpu", "width": 0.25}
+HOSTILE_NAMES = ["/abs/path", "../../x", "a/b", "..", ".", ".hidden", "x;touch PWNED", "$(id)", "a b", "x\ny", "", "é"]
+
+
+def _other_type(name: str):
+    from dynprune.config import describe_type
+    kind = describe_type(name)
+    if kind.startswith("list") or kind.startswith("mapping"):
+        return "not a collection"
+    return {"int": "ten", "float": "0.5x", "bool": "yes", "str": 12, "float or null": "0.5x", "int or null": "ten"}[kind]
+
+
+def _outside(name: str):
+    m = FIELDS[name].metadata
+    if m["choices"]:
+        return "no-such-choice"
+    if m["low"] is not None:
+        return m["low"] - 1 if not m["low_open"] else m["low"]
+    if m["high"] is not None:
+        return m["high"] + 1
+    return None
+
+
+def generated_cases() -> list[tuple[str, dict, str]]:
+    cases = []
+    for name in FIELDS:
+        if name in ("grid", "name"):
+            continue
+        cases.append((f"type:{name}", VALID | {name: _other_type(name)}, name))
+        bad = _outside(name)
+        if bad is not None:
+            cases.append((f"range:{name}", VALID | {name: bad}, name))
+        if hints(Config)[name] in (float,) or "float" in str(hints(Config)[name]) and "tuple" not in str(hints(Config)[name]):
+            for value in (math.nan, math.inf, -math.inf):
+                cases.append((f"nonfinite:{name}={value}", VALID | {name: value}, name))
+    rng = random.Random(0)
+    for name in rng.sample(sorted(FIELDS), 12):  # misspellings get a did-you-mean
+        typo = name[:-1] + ("x" if name[-1] != "x" else "y")
+        cases.append((f"typo:{typo}", VALID | {typo: 1}, "unknown parameter"))
+    for bad in HOSTILE_NAMES:
+        cases.append((f"name:{bad!r}", VALID | {"name": bad}, "name"))
+        cases.append((f"ticket_from:{bad!r}", VALID | {"method": "ticket_check", "ticket_from": bad}, "ticket"))
+    cases += [
+        ("grid:nan", VALID | {"grid": {"lr": [0.1, math.nan]}}, "lr"),
+        ("grid:not-a-list", VALID | {"grid": {"lr": 0.1}}, "grid"),
+        ("grid:name", VALID | {"grid": {"name": ["a", "b"]}}, "grid"),
+        ("grid:duplicate", VALID | {"grid": {"lr": [0.1, 0.1]}}, "twice"),
+        ("seed:huge", VALID | {"seed": 10**23}, "seed"),
+        ("seeds:duplicate", VALID | {"seeds": [1, 1]}, "seeds"),
+        ("multistep:no-milestones", VALID | {"lr_schedule": "multistep"}, "lr_milestones"),
+        ("ticket:no-source", VALID | {"method": "ticket_check"}, "ticket_from"),
+        ("imp:in-train", VALID | {"method": "imp"}, "notebook"),
+        ("prune_end:beyond", VALID | {"prune_end_epoch": 9}, "prune_end_epoch"),
+    ]
+    return cases
+
+
+CASES = generated_cases()
+
+
+def _run(capsys, argv) -> tuple[int, str, str]:
+    try:
+        code = cli.main(argv)
+    except SystemExit as e:  # argparse's own exits
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _check_refused(code, out, err, tmp_path, before):
+    assert code not in (0, None), out + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dynprune: error: "), err
+    assert "Traceback" not in out + err
+    assert sorted(p for p in tmp_path.rglob("*")) == before, "a refused input wrote files"
+    assert not list(tmp_path.rglob("summary.json"))
+
+
+@pytest.mark.parametrize("case,values,mentions", CASES, ids=[c[0] for c in CASES])
+def test_a_broken_parameter_file_is_refused_in_one_line_before_anything_runs(case, values, mentions, tmp_path, capsys):
+    path = tmp_path / "params" / "dynamic_pruning" / "x.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump(values) if "nonfinite" not in case else
+                    "\n".join(f"{k}: {json.dumps(v) if not isinstance(v, float) or math.isfinite(v) else {math.inf: '.inf', -math.inf: '-.inf'}.get(v, '.nan')}"
+                              for k, v in values.items()) + "\n")
+    (tmp_path / "params" / "profiles").mkdir()
+    (tmp_path / "params" / "profiles" / "paper.yaml").write_text("")
+    before = sorted(p for p in tmp_path.rglob("*"))
+    code, out, err = _run(capsys, ["train", "--params", str(path), "--out", str(tmp_path / "out")])
+    _check_refused(code, out, err, tmp_path, before)
+    assert mentions in err
+
+
+FLAG_CASES = [
+    (["--final-sparsty", "0.9"], "did you mean --final-sparsity"),
+    (["--grid", "{final_sparsity: [0.5"], "not valid YAML"),
+    (["--grid", "[0.5, 0.9]"], "parameter 'grid' must map"),
+    (["--seed", "1e23"], "invalid int value"),
+    (["--final-sparsity", "nan"], "is nan"),
+    (["--lr=-inf"], "is -inf"),
+    (["--name", "../../x"], "is not a plain name"),
+    (["--name", "/abs/path"], "is not a plain name"),
+    (["--device", "cuda"], "no CUDA device"),
+    (["--dataset", "imagenet"], "invalid choice"),
+    (["--params", str(PROJECT / "params/compare/lenet_mnist_s80.yaml")], "render it with make"),
+    (["--params", str(PROJECT / "params/lottery/lenet_mnist_imp_s80_rewind0.yaml")], "render it with make"),
+    (["--params", str(PROJECT / "params/ticket/lenet_mnist_s80.yaml")], "render it with make"),
+    (["--params", "/no/such/file.yaml"], "does not exist"),
+    (["--profile", "../../etc"], "is not a plain name"),
+    (["--profile", "nosuch"], "profile 'nosuch' has no file"),
+]
+
+
+@pytest.mark.parametrize("flags,message", FLAG_CASES, ids=[" ".join(f[:2])[:40] for f, _ in FLAG_CASES])
+def test_bad_flags_are_refused_in_one_line(flags, message, tmp_path, capsys, monkeypatch):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    before = sorted(p for p in tmp_path.rglob("*"))
+    base = ["train", "--dataset", "mnist", "--model", "lenet_300_100", "--epochs", "1", "--out", str(tmp_path / "out"),
+            "--data-root", str(tmp_path / "nodata"), "--no-download"]
+    code, out, err = _run(capsys, base + flags)
+    _check_refused(code, out, err, tmp_path, before)
+    assert message in err
+
+
+@pytest.mark.parametrize("command", ["train", "config", "notebook", "experiments", "deps", "status", "export", "results"])
+def test_every_command_explains_itself(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main([command, "--help"])
+    assert e.value.code == 0 and "usage: python -m dynprune " + command in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("target", ["/tmp/x.ipynb", "results/paper/../../x.ipynb", "results/paper/nosuch/x.ipynb",
+                                    "results/paper/dynamic_pruning/x;y.ipynb", "results/../dynamic_pruning/x.ipynb"])
+def test_notebook_targets_outside_the_layout_are_refused(target, capsys):
+    code, out, err = _run(capsys, ["notebook", target])
+    assert code not in (0, None) and "Traceback" not in out + err
+    assert len((out + err).strip().splitlines()) <= 2 and ("FAILED" in out or "error" in err)
+
+
+def test_a_crafted_ticket_file_is_refused_without_running_code(tmp_path):
+    """A ticket.safetensors from someone else's run folder is data only; a pickle renamed to it is refused."""
+    import pickle
+    from dynprune import store
+    from dynprune.records import load_ticket
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (tmp_path / "PWNED",))
+
+    path = tmp_path / "ticket.safetensors"
+    path.write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(store.StoreError, match="cannot be read as a dynprune file"):
+        load_ticket(path)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_run_folder_that_links_outside_its_results_is_refused(tmp_path):
+    from dynprune.config import ConfigError
+    from dynprune.runs import inside
+    (tmp_path / "results").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "results" / "seed42").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ConfigError, match="lies outside"):
+        inside(tmp_path / "results" / "seed42", tmp_path / "results")
