@@ -16,7 +16,6 @@ rendered, to wherever the page is written (the batch page, a JupyterLab run's pa
 """
 from __future__ import annotations
 
-import contextlib
 import html
 import os
 import re
@@ -118,11 +117,10 @@ class Results:
 def collect(results: Path, params_root: Path, profile: str) -> Results:
     """Every experiment of `params_root` with the state of each of its runs under `results` (read only)."""
     res = Results(profile, Path(results), Path(params_root))
-    with _data_fingerprints_cached():
-        for kind in KINDS:
-            for path in _parameter_files(res.params_root, kind):
-                exp = _experiment(res, kind, path)
-                res.experiments[exp.key] = exp
+    for kind in KINDS:
+        for path in _parameter_files(res.params_root, kind):
+            exp = _experiment(res, kind, path)
+            res.experiments[exp.key] = exp
     for path in _parameter_files(res.params_root, "compare"):
         comp = _comparison(res, path)
         res.comparisons[comp.name] = comp
@@ -168,26 +166,6 @@ def _read(path: Path) -> dict:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-@contextlib.contextmanager
-def _data_fingerprints_cached():
-    """runs.run_identity fingerprints the data files on every call (a walk over the 60,000 files of an image
-    tree takes a second); the report asks for the identity of every run of a profile, so each (data folder,
-    data set) is fingerprinted once while it reads. The function itself stays the one in data.py."""
-    from . import data
-    original, known = data.data_fingerprint, {}
-
-    def once(cfg):
-        key = (str(data.data_root(cfg)), cfg.dataset)
-        if key not in known:
-            known[key] = original(cfg)
-        return known[key]
-    data.data_fingerprint = once
-    try:
-        yield
-    finally:
-        data.data_fingerprint = original
 
 
 def _comparison(res: Results, path: Path) -> Comparison:

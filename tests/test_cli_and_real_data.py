@@ -14,12 +14,18 @@ def test_train_command_writes_the_same_run_folder(mnist_root, tmp_path, capsys):
     assert cli.main(["train", "--dataset", "mnist", "--model", "lenet_300_100", "--width", "0.25",
                      "--epochs", "2", "--batch-size", "32", "--lr", "0.05", "--final-sparsity", "0.5",
                      "--init", "kaiming_fan_in", "--no-download", "--out", str(out)]) == 0
-    summary = json.loads((out / "summary.json").read_text())
+    run = out / "seed42"  # the notebooks' layout: <experiment folder>/[<grid point>/]seed<k>
+    summary = json.loads((run / "summary.json").read_text())
     n = summary["prunable_weights"]
     assert summary["pruned_weights"] == round(0.5 * n) and summary["params"]["epochs"] == 2
-    assert {p.name for p in out.iterdir()} >= {"history.csv", "layers.csv", "environment.json", "ticket.pt",
-                                              "figures", "summary.json"}
-    assert "test accuracy" in capsys.readouterr().out
+    assert {p.name for p in run.iterdir()} >= {"history.csv", "layers.csv", "environment.json", "ticket.safetensors",
+                                              "figures", "summary.json", "identity.json", "train.log", "export"}
+    assert "trained" in capsys.readouterr().out
+    # the same command again reuses the finished run: the CLI shares the notebooks' cache
+    assert cli.main(["train", "--dataset", "mnist", "--model", "lenet_300_100", "--width", "0.25",
+                     "--epochs", "2", "--batch-size", "32", "--lr", "0.05", "--final-sparsity", "0.5",
+                     "--init", "kaiming_fan_in", "--no-download", "--out", str(out)]) == 0
+    assert f"reused {run}/" in capsys.readouterr().out
 
 
 REAL = Path(os.environ.get("DYNPRUNE_DATA", "/nonexistent")) / "MNIST" / "raw"

@@ -128,15 +128,15 @@ def test_two_makes_of_the_same_target_leave_one_intact_result_and_one_clear_line
 
 
 def test_hostile_file_names_and_values_never_become_make_or_shell_syntax(project, tmp_path):
-    marker = tmp_path / "PWNED"
+    marker = project / "PWNED"  # make runs in the project folder: a command smuggled in would create it there
     ticket = project / "params" / "ticket"
     ticket.mkdir()
-    (ticket / f"x;touch${{IFS}}{marker};.yaml").write_text("method: ticket_check\nticket_from: dynamic_pruning/a\n")
+    (ticket / "x;touch${IFS}PWNED;.yaml").write_text("method: ticket_check\nticket_from: dynamic_pruning/a\n")
     assert make(project, "help").returncode == 0 and not marker.exists()
     proc = make(project, "experiments")
     assert proc.returncode != 0 and not marker.exists()
     assert "is not a plain name" in proc.stdout + proc.stderr and "Traceback" not in proc.stdout + proc.stderr
     shutil.rmtree(ticket)
-    (project / "params" / "compare" / "ab.yaml").write_text(f"inputs: [';touch${{IFS}}{marker}']\n")
+    (project / "params" / "compare" / "ab.yaml").write_text("inputs: [';touch${IFS}PWNED']\n")
     proc = make(project, "experiments")
     assert not marker.exists() and "must name an experiment as <notebook>/<name>" in proc.stdout
