@@ -22,6 +22,7 @@ help:
 	@echo "make experiments [PROFILE=quick]   render every experiment that changed into results/<profile>/ (default: paper)"
 	@echo "                 [JOBS=n]          notebooks at once (default: one per core for quick, one per GPU for paper)"
 	@echo "                 [LAUNCH=slurm]    each notebook as a Slurm job (resources: params/profiles/<profile>.yaml)"
+	@echo "                 [ONLY='*/lenet_*'] only the experiments <notebook>/<name> matching this pattern (and what they read)"
 	@echo "make status [PROFILE=quick]        every experiment: done, running, failed, missing or stale"
 	@echo "make results/quick/dynamic_pruning/lenet_s78.9.ipynb   render one experiment (and what it reads)"
 	@echo "make results                       RESULTS.md from the finished paper-profile runs"
@@ -33,7 +34,7 @@ help:
 
 experiments: | $(SETUP)
 	@OMP_NUM_THREADS=$(if $(filter-out 1,$(JOBS)),1,$(OMP_NUM_THREADS)) \
-	  $(PY) -m dynprune experiments --profile $(PROFILE) --jobs $(JOBS) --launch $(LAUNCH)
+	  $(PY) -m dynprune experiments --profile $(PROFILE) --jobs $(JOBS) --launch $(LAUNCH) $(if $(ONLY),--only '$(ONLY)')
 
 status: | $(SETUP)
 	@$(PY) -m dynprune status --profile $(PROFILE)

@@ -11,8 +11,6 @@ import io
 import random
 from pathlib import Path
 
-import torch
-
 from .config import ConfigError
 from .store import write_atomic
 
@@ -27,6 +25,7 @@ def _key(identity: dict | None) -> str | None:
 
 
 def save(path: Path, run, optimizer, lr_schedule, seconds: float, identity: dict | None) -> None:
+    import torch
     state = dict(identity=_key(identity), torch=str(torch.__version__), history=run.history, seconds=seconds,
                  model=run.model.state_dict(), masks=run.masks.state_dict(), optimizer=optimizer.state_dict(),
                  lr_schedule=lr_schedule.state_dict(), torch_rng=torch.get_rng_state(),
@@ -42,6 +41,7 @@ def save(path: Path, run, optimizer, lr_schedule, seconds: float, identity: dict
 
 
 def load(path: Path, identity: dict | None) -> dict:
+    import torch
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, not a checkpoint, or holding objects other than tensors and containers
@@ -57,6 +57,7 @@ def load(path: Path, identity: dict | None) -> dict:
 
 def restore_rng(state: dict) -> None:
     """The global generators (dropout draws from them); data order and augmentation are seeded per epoch."""
+    import torch
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])

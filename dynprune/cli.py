@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import config as C
 from .checkpoint import TrainingError
-from .data import DataError
+from .sources import DataError
 from .distributed import RankMismatch
 from .store import Busy, StoreError
 
@@ -142,7 +142,7 @@ def cmd_export(args) -> None:
 
 def cmd_experiments(args) -> int:
     from .session import run_session
-    return run_session(args.profile, args.jobs, args.launch, args.targets)
+    return run_session(args.profile, args.jobs, args.launch, args.only)
 
 
 def cmd_results(args) -> None:
@@ -178,7 +178,7 @@ def build_parser() -> Parser:
     p.add_argument("--profile", default="paper")
     p.add_argument("--jobs", type=int, default=1, help="notebooks at once")
     p.add_argument("--launch", choices=("local", "slurm"), default="local")
-    p.add_argument("targets", nargs="*", help="only these notebooks (default: all)")
+    p.add_argument("--only", default="", help="only the experiments <notebook>/<name> matching this pattern, e.g. '*/lenet_*'")
     p.set_defaults(func=cmd_experiments)
 
     p = sub.add_parser("deps", help="validate every parameter file and write the make dependencies of a profile")

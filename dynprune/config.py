@@ -145,8 +145,8 @@ class Config:
     imp_layer_rates: dict[str, float] = _f({}, "imp with prune_scope layerwise: per-layer rates by weight-name "
                                                "pattern, e.g. {'net.5.weight': 0.1}; other layers use imp_rate")
     imp_stops: tuple[float, ...] = _f((), "imp: sparsities a round must land on exactly on the way to final_sparsity")
-    imp_reinit: bool = _f(False, "imp: also train each level's mask from a fresh initialisation (the random "
-                                 "re-initialisation control of Frankle & Carbin)")
+    imp_reinit: int = _f(0, "imp: also train the mask of every n-th level from a fresh initialisation (the random "
+                            "re-initialisation control of Frankle & Carbin); 0 = never, 1 = every level", low=0)
     rewind_step: int = _f(0, "imp / ticket_check: rewind to the state after this many optimizer steps (weights, "
                              "learning-rate schedule and data order) and train the remaining steps; 0 = the "
                              "initialisation; dynamic runs save the weights at this step", low=0)

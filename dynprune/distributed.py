@@ -12,9 +12,6 @@ import json
 import os
 from dataclasses import dataclass
 
-import torch
-import torch.distributed as dist
-
 
 class RankMismatch(RuntimeError):
     """The ranks disagree about something that must be identical (the masks)."""
@@ -47,6 +44,7 @@ def from_env(cuda: bool) -> Context:
     """The context torchrun set up (or one process alone); joins the process group once."""
     if not launched():
         return SINGLE
+    import torch.distributed as dist
     if not dist.is_initialized():
         dist.init_process_group("nccl" if cuda else "gloo")
     return Context(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
@@ -56,12 +54,14 @@ def all_sum(ctx: Context, values: list[float], device) -> list[float]:
     """Element-wise sums over ranks (float64): per-rank counts and loss sums become global ones."""
     if not ctx.active:
         return values
+    import torch
+    import torch.distributed as dist
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.tolist()
 
 
-def masks_digest(masks: list[torch.Tensor]) -> int:
+def masks_digest(masks: list) -> int:
     """A 63-bit checksum of a list of masks (which entries are kept, in order)."""
     h = hashlib.blake2b(digest_size=8)
     for m in masks:
@@ -72,10 +72,12 @@ def masks_digest(masks: list[torch.Tensor]) -> int:
 DIGESTS: list[int] = []  # every checked digest of this process, in order (the tests compare them across ranks)
 
 
-def check_masks_agree(ctx: Context, masks: list[torch.Tensor], device, where: str) -> None:
+def check_masks_agree(ctx: Context, masks: list, device, where: str) -> None:
     """Raise RankMismatch unless every rank holds exactly the same masks."""
     if not ctx.active:
         return
+    import torch
+    import torch.distributed as dist
     digest = masks_digest(masks)
     DIGESTS.append(digest)
     t = torch.tensor([digest, -digest], dtype=torch.int64, device=device)
@@ -96,4 +98,5 @@ def write_digests(ctx: Context) -> None:
 
 def barrier(ctx: Context) -> None:
     if ctx.active:
+        import torch.distributed as dist
         dist.barrier()

@@ -16,7 +16,7 @@ from .config import DESCRIPTIVE
 
 # The modules whose code changes what a run computes. Of config.py only what training reads counts: the
 # defaults and `Config.prune_end` (help texts and validation messages can change without making results stale).
-TRAINING_CODE = ("pruning.py", "models.py", "data.py", "augment.py", "train.py", "distributed.py", "lottery.py",
+TRAINING_CODE = ("pruning.py", "models.py", "data.py", "sources.py", "augment.py", "train.py", "distributed.py", "lottery.py",
                  "checkpoint.py", "cost.py")
 
 

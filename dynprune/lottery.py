@@ -8,8 +8,8 @@ open_lth does), so every level after the first trains T - k steps; k = 0 is the 
 Pruning is one global threshold (`prune_scope: global`, `imp_rate` of the remaining weights per round, the
 last round landing exactly on `final_sparsity`) or layer by layer (`prune_scope: layerwise`, each layer its
 own rate from `imp_layer_rates`, e.g. the output layer at half the rate as Frankle & Carbin do, until the
-whole network is at least `final_sparsity` sparse). With `imp_reinit`, every level's mask is also trained
-from a fresh initialisation: Frankle & Carbin's random re-initialisation control.
+whole network is at least `final_sparsity` sparse). With `imp_reinit` = n, the mask of every n-th level is also
+trained from a fresh initialisation: Frankle & Carbin's random re-initialisation control.
 
 The winning-ticket check retrains a dynamic-pruning run's final mask from that run's own initial weights,
 from its step-k state, from a fresh initialisation, and as a random mask with the same per-layer sparsity.
@@ -163,7 +163,7 @@ def run_imp(cfg: Config, data: Data, run_dir: Path, ident: dict, log=print) -> t
             _save_states(states_path, ident_key, run.init_state, run.rewind_state)
         masks, trained = run.masks.state_dict(), {k: v.cpu() for k, v in run.model.state_dict().items()}
         record = _record(level, run, overall)
-        if cfg.imp_reinit and level > 0:
+        if cfg.imp_reinit and level > 0 and level % cfg.imp_reinit == 0:
             control = train(cfg, data, log, init_state=fresh_init(cfg, data, cfg.seed + 1000 + level), fixed_masks=masks,
                             checkpoint=path.with_name(f"level_{level:02d}.reinit.checkpoint.pt"),
                             identity=ident | {"level": level, "reinit": True})

@@ -4,14 +4,13 @@ run); epochs are whole numbers on every axis; legends move beside the plot when 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-import seaborn as sns
 from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator, NullFormatter, PercentFormatter
 
 from . import stats
 
 STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9, "xtick.labelsize": 9,
          "ytick.labelsize": 9, "axes.grid": True, "grid.alpha": 0.3, "figure.dpi": 100, "savefig.bbox": "tight"}
-sns.set_theme(context="notebook", style="whitegrid", font_scale=0.9, rc=STYLE)
+plt.rcParams.update(STYLE)
 
 
 def _legend(ax, entries: int | None = None) -> None:

@@ -92,6 +92,24 @@ class _Scratch:
         return [b[:n] for b in self.buffers]
 
 
+class _OneThread:
+    """`with _OneThread(device):` runs CPU work on one thread. A mask update is a few hundred operations on
+    chunks or tensors of a few MB: too short to gain from a second thread, and on a shared machine a thread
+    waiting at every operation's barrier for a descheduled sibling made the update 5-10x slower (measured
+    for ResNet-18 with another process busy: 1-3 s on two threads, 0.14-0.2 s on one)."""
+
+    def __init__(self, device: torch.device):
+        self.threads = torch.get_num_threads() if device.type == "cpu" else None
+
+    def __enter__(self):
+        if self.threads is not None:
+            torch.set_num_threads(1)
+
+    def __exit__(self, *_):
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+
+
 def _memory_order(t: torch.Tensor) -> list[int]:
     return sorted(range(t.dim()), key=lambda d: -t.stride(d))  # outermost to innermost dimension in memory
 
@@ -190,20 +208,10 @@ def global_score_masks(scores: list[torch.Tensor], masks: list[torch.Tensor], sp
     `kthvalue` or `topk` needs a flat copy of all scores plus int64 indices or a second copy; bisection on
     the float bit patterns needs the flat copy and 32 counting passes (measured for ResNet-18 on this
     project's 2-core CPU: 2-5 s and 14 bytes of peak extra memory per weight). Three passes over chunks need
-    the output booleans (1 byte per weight) and a few MiB of buffers.
-
-    On a CPU the passes run on one thread: each chunk's operations are too short to gain from a second
-    thread, and on a shared machine a thread that waits for a descheduled sibling at every operation's
-    barrier made the update 5-10x slower (measured for ResNet-18 with another process busy: 1-3 s on
-    two threads, 0.14-0.2 s on one)."""
-    if masks[0].device.type != "cpu":
+    the output booleans (1 byte per weight) and a few MiB of buffers. On a CPU it runs on one thread (see
+    `_OneThread`)."""
+    with _OneThread(masks[0].device):
         return _select(scores, masks, sparsity, absolute)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _select(scores, masks, sparsity, absolute)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _select(scores, masks, sparsity: float, absolute: bool) -> list[torch.Tensor]:
@@ -333,18 +341,19 @@ class Masks:
     def prune_to(self, sparsity: float, scores: list[torch.Tensor] | None = None) -> None:
         """Tighten the masks to exactly `sparsity` (never loosen them) and zero the newly pruned weights.
         Scores default to |w|: magnitude pruning."""
-        # zeros counted on booleans: `zeros()`'s (m == 0).sum() takes 0.1-0.2 s for ResNet-18, count_nonzero
-        # on the float masks 60 ms once zeros are spread about (branches), on booleans 5 ms
-        if round(sparsity * self.total) <= self.total - sum(int(m.bool().count_nonzero()) for m in self.masks):
-            return
-        magnitude = scores is None
-        new = SCOPES[self.scope](self.weights if magnitude else scores, self.masks, sparsity, absolute=magnitude)
-        for mask, keep in zip(self.masks, new):
-            # in place, so a second set of float masks never exists; `keep` never holds an entry the mask had
-            # already lost, so copying it equals multiplying by it, at a fraction of the cost (no dtype promotion)
-            mask.copy_(keep)
-        self.pruned = True
-        self.apply_()
+        with _OneThread(self.masks[0].device):
+            # zeros counted on booleans: `zeros()`'s (m == 0).sum() takes 0.1-0.2 s for ResNet-18,
+            # count_nonzero on the float masks 60 ms once zeros are spread about (branches), on booleans 5 ms
+            if round(sparsity * self.total) <= self.total - sum(int(m.bool().count_nonzero()) for m in self.masks):
+                return
+            magnitude = scores is None
+            new = SCOPES[self.scope](self.weights if magnitude else scores, self.masks, sparsity, absolute=magnitude)
+            for mask, keep in zip(self.masks, new):
+                # in place, so a second set of float masks never exists; `keep` never holds an entry the mask
+                # had already lost, so copying it equals multiplying by it, at a fraction of the cost
+                mask.copy_(keep)
+            self.pruned = True
+            self.apply_()
 
     @torch.no_grad()
     def prune_layers_to(self, targets: dict[str, float]) -> None:

@@ -25,8 +25,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from . import store
 from .store import write_atomic  # noqa: F401  (re-exported: the one atomic write)
 
@@ -72,8 +70,9 @@ def read_csv(path: Path) -> list[dict]:
         return [{k: parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def hardware(device: torch.device) -> str:
+def hardware(device) -> str:
     if device.type == "cuda":
+        import torch
         return torch.cuda.get_device_name(device)
     cpu = platform.processor() or platform.machine()
     try:
@@ -97,8 +96,10 @@ def git_commit() -> str | None:
         return None
 
 
-def environment(device: torch.device) -> dict:
+def environment(device) -> dict:
     from importlib.metadata import version  # importing torchvision itself costs seconds
+
+    import torch
     return dict(python=sys.version.split()[0], torch=torch.__version__, torchvision=version("torchvision"),
                 platform=platform.platform(), device=str(device), hardware=hardware(device),
                 cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),

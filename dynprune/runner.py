@@ -218,6 +218,7 @@ def _render(target: Path, root: Path, profile: str, kind: str, name: str, experi
         try:
             papermill.execute_notebook(nb, str(running), parameters=parameters, kernel_name="python3",
                                        progress_bar=False, cwd=str(notebooks_dir()), log_output=False,
+                                       shutdown_kernel="immediate",  # a graceful shutdown waits seconds for nothing
                                        stdout_file=log, stderr_file=log)
         except Exception as e:  # a failing cell, a dead kernel, a timeout: all end the same way
             if running.is_file():

@@ -42,7 +42,7 @@ def inside(folder: Path, root: Path) -> Path:
 def run_identity(cfg: Config, ticket_source: str | None = None) -> dict:
     """The identity of one run: parameters and training code (identity.py), the data it reads, and for a
     ticket check the identity of the run whose masks it retrains."""
-    from .data import data_fingerprint
+    from .sources import data_fingerprint
     inputs = {"data": data_fingerprint(cfg)} | ({"ticket_from": ticket_source} if cfg.method == "ticket_check" else {})
     return identity.identity(cfg, inputs)
 
@@ -113,10 +113,8 @@ def ensure(run: Run, folder: Path, profile: str, *, root: Path, inputs: Path | N
     """The finished run in `folder`: reused, resumed or trained (see the module docstring). `root` is the
     results folder nothing may be written outside of; `inputs` is where a ticket check finds its source run;
     `figures(run)` returns the figures saved with a newly trained run."""
-    from . import train as train_module
     folder = inside(folder, root)
     cfg = run.cfg
-    train_module.pick_device(cfg)  # a device this machine lacks is refused before anything is written
     source = _ticket_source(cfg, run, inputs) if cfg.method == "ticket_check" else None
     ident = run_identity(cfg, source["summary"]["identity"] if source else None)
     ctx = distributed.from_env(cuda=_cuda(cfg)) if distributed.launched() else distributed.SINGLE
@@ -129,6 +127,8 @@ def ensure(run: Run, folder: Path, profile: str, *, root: Path, inputs: Path | N
             outcome = Outcome(folder, summary, "reused", 0)
             _event(outcome)
             return outcome
+        from . import train as train_module  # torch: only when something trains (a reused run needs none)
+        train_module.pick_device(cfg)  # a device this machine lacks is refused before anything is written
         if ctx.main:
             set_aside(folder, ident, log)
             folder.mkdir(parents=True, exist_ok=True)
@@ -203,19 +203,19 @@ def _ticket_source(cfg: Config, run: Run, inputs: Path | None) -> dict:
     if summary.get("code") != identity.training_code():
         raise ConfigError(f"ticket_from: {folder} was trained by other training code (stale); render "
                           f"{cfg.ticket_from} again first, so that both use the same code")
-    ticket = records.load_ticket(folder / "ticket.safetensors")
     for key in ("dataset", "model", "width", "init", "seed", "train_subset", "val_fraction", "prune_exclude"):
-        if ticket["params"][key] != cfg.to_dict()[key]:
+        if summary["params"][key] != cfg.to_dict()[key]:
             raise ConfigError(f"ticket_check: parameter '{key}' is {cfg.to_dict()[key]!r} here but "
-                              f"{ticket['params'][key]!r} in {folder}; a ticket is retrained on the network and data "
+                              f"{summary['params'][key]!r} in {folder}; a ticket is retrained on the network and data "
                               f"it was found on")
-    return dict(folder=folder, summary=summary, ticket=ticket)
+    return dict(folder=folder, summary=summary)
 
 
 def _check_ticket(cfg: Config, data, folder: Path, profile: str, ident: dict, source: dict, log) -> dict:
     from . import lottery
+    ticket = records.load_ticket(source["folder"] / "ticket.safetensors")
     variants = lottery.check_ticket(
-        cfg, data, source["ticket"], folder, ident, log=log, finished=finished,
+        cfg, data, ticket, folder, ident, log=log, finished=finished,
         save=lambda trained, sub, sub_ident: records.save_run(trained, sub, profile, sub_ident, export=False))
     any_summary = next(iter(variants.values()))
     summary = dict(

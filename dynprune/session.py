@@ -8,6 +8,7 @@ skipped because an input failed, and the wall time.
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -42,10 +43,12 @@ def _minutes(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 60 else f"{int(seconds // 60)} min {int(seconds % 60)} s"
 
 
-def run_session(profile: str, jobs: int, launch: str, targets: list[str]) -> int:
+def run_session(profile: str, jobs: int, launch: str, only: str = "") -> int:
     start = time.time()
     deps = write_deps(profile)
-    targets = targets or re.search(r"^EXPERIMENTS := (.*)$", deps.read_text(), re.M).group(1).split()
+    targets = re.search(r"^EXPERIMENTS := (.*)$", deps.read_text(), re.M).group(1).split()
+    if only:  # make adds what they read
+        targets = [t for t in targets if fnmatch.fnmatchcase(t.removeprefix(f"results/{profile}/").removesuffix(".ipynb"), only)]
     todo = planned(profile, launch, targets)
     session = Path("results") / profile / ".make" / "session"
     shutil.rmtree(session, ignore_errors=True)  # this wrapper's own scratch files from the last session

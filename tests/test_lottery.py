@@ -36,7 +36,7 @@ def test_layerwise_imp_follows_frankle_and_carbins_lenet_percentages():
 
 def test_layerwise_imp_prunes_each_layer_exactly_at_its_own_rate(tmp_path):
     cfg = tiny_config(method="imp", epochs=1, prune_scope="layerwise", imp_rate=0.5,
-                      imp_layer_rates={"net.5.weight": 0.25}, final_sparsity=0.7, imp_reinit=True)
+                      imp_layer_rates={"net.5.weight": 0.25}, final_sparsity=0.7, imp_reinit=1)
     _, extra = run_imp(cfg, in_memory_data(), tmp_path, identity(cfg), **QUIET)
     assert len(extra["levels"]) == 3  # dense + 2 rounds: 0.5 -> 0.75 for the big layers
     ticket = lottery._load_level(tmp_path / "levels" / "level_02.safetensors", __import__("dynprune.identity").identity.key(identity(cfg)))
