@@ -172,7 +172,7 @@ def run_imp(cfg: Config, data: Data, run_dir: Path, ident: dict, log=print) -> t
         records.append(record)
         _save_level(path, ident_key, record, run)
         checkpoint.unlink(missing_ok=True)
-    totals = dict.fromkeys(("epochs", "steps", "seconds", "flops", "flops_sparse"), 0.0)
+    totals = dict(epochs=0, steps=0, seconds=0.0, flops=0.0, flops_sparse=0.0)
     for r in records:
         for k in totals:
             totals[k] += r["epochs" if k == "epochs" else "steps" if k == "steps" else "train_" + k]
