@@ -189,3 +189,43 @@ def test_ctrl_c_cancels_the_job(slurm_cluster, tmp_path):
         wait_for(lambda: not squeue(slurm_cluster, "dynprune:test/interrupted"), seconds=15)
     finally:
         process.kill()
+
+
+@pytest.mark.slurm
+def test_make_experiments_renders_notebooks_as_slurm_jobs_in_dependency_order(slurm_cluster, tmp_path):
+    """LAUNCH=slurm: every notebook a job of its own (sbatch --wait), make keeps the order, logs under logs/."""
+    import json
+    import os
+    import shutil
+    from conftest import PROJECT, make_mnist
+    root = tmp_path / "project"
+    (root / "params" / "dynamic_pruning").mkdir(parents=True)
+    (root / "params" / "compare").mkdir()
+    (root / "params" / "profiles").mkdir()
+    (root / "params" / "profiles" / "quick.yaml").write_text(
+        'resources: {cpus: 1, mem: "1G", time: "00:10:00"}\ndefault: {threads: 1}\n')
+    tiny = ("dataset: mnist\nmodel: lenet_300_100\ninit: kaiming_fan_in\nwidth: 0.25\nepochs: 2\nbatch_size: 32\n"
+            "lr: 0.02\nfinal_sparsity: {s}\ndownload: false\n")
+    (root / "params" / "dynamic_pruning" / "a.yaml").write_text(tiny.format(s=0.5))
+    (root / "params" / "dynamic_pruning" / "b.yaml").write_text(tiny.format(s=0.8))
+    (root / "params" / "compare" / "ab.yaml").write_text("inputs: [dynamic_pruning/a, dynamic_pruning/b]\n")
+    for name in ("Makefile", "requirements.txt", "pyproject.toml"):
+        shutil.copy(PROJECT / name, root / name)
+        os.utime(root / name, (0, 0))
+    (root / ".venv").symlink_to(PROJECT / ".venv")
+    make_mnist(tmp_path / "data")
+    env = {k: v for k, v in slurm_cluster.env.items() if not k.startswith("MAKE")} | {
+        "DYNPRUNE_DATA": str(tmp_path / "data"), "DYNPRUNE_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(["make", "--no-print-directory", "experiments", "PROFILE=quick", "LAUNCH=slurm", "JOBS=3"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "as Slurm jobs" in proc.stdout and "3 rendered" in proc.stdout
+    logs = root / "results" / "quick" / "logs"
+    for key in ("dynamic_pruning/a", "dynamic_pruning/b", "compare/ab"):
+        assert (root / "results" / "quick" / f"{key}.ipynb").is_file()
+X
+    started = {key: (root / "results" / "quick" / f"{key}.ipynb").stat().st_mtime
+               for key in ("dynamic_pruning/a", "dynamic_pruning/b", "compare/ab")}
+    assert started["compare/ab"] > max(started["dynamic_pruning/a"], started["dynamic_pruning/b"])
+    summary = json.loads((root / "results/quick/dynamic_pruning/a/seed42/summary.json").read_text())
+    assert summary["sparsity"] == pytest.approx(0.5, abs=1e-4)
