@@ -25,7 +25,7 @@ help:
 	@echo "                 [ONLY='*/lenet_*'] only the experiments <notebook>/<name> matching this pattern (and what they read)"
 	@echo "make status [PROFILE=quick]        every experiment: done, running, failed, missing or stale"
 	@echo "make results/quick/dynamic_pruning/lenet_s78.9.ipynb   render one experiment (and what it reads)"
-	@echo "make results                       RESULTS.md from the finished paper-profile runs"
+	@echo "make results                       RESULTS.md (and the README's headline) from the finished paper-profile runs"
 	@echo "make test                          the test suite (sets up .venv first)"
 	@echo "make bench                         speed and size measurements -> results/bench.json"
 	@echo "make gpu-check                     GPU tests and a ResNet-18 epoch per precision -> results/gpu-check.json"
@@ -40,7 +40,7 @@ status: | $(SETUP)
 	@$(PY) -m dynprune status --profile $(PROFILE)
 
 results: | $(SETUP)
-	@$(PY) -m dynprune results --profile paper --out RESULTS.md
+	@$(PY) -m dynprune results --profile paper --out RESULTS.md --readme README.md
 
 # One notebook. Its prerequisites (stamps of its parameters and code, the notebooks it reads) are in deps.mk.
 results/%.ipynb: | $(SETUP)

@@ -9,6 +9,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,12 +32,13 @@ class FixedBatches:
         self.batches = batches
         self.y = torch.cat([y for _, y in batches])
         self.batch_size = len(batches[0][1])
+        self.device = self.y.device
 
     def __len__(self) -> int:
         return len(self.batches)
 
-    def __iter__(self):
-        return iter(self.batches)
+    def epoch(self, epoch: int = 0, skip: int = 0):
+        return iter(self.batches[skip:])
 
 
 def _random_data(n: int, channels: int, side: int, seed: int = 0) -> Data:
@@ -68,7 +70,7 @@ def _epoch_seconds(model, batches, optimizer, masks) -> float:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
     t0 = time.perf_counter()
-    train_epoch(model, batches, optimizer, masks, loss_fn, scheduler, False)
+    train_epoch(model, batches, 0, 0, optimizer, masks, loss_fn, scheduler, False)
     return time.perf_counter() - t0
 
 
@@ -95,7 +97,7 @@ def pruning_overhead(cfg, data: Data, repeats: int) -> dict[str, float]:
 
 def data_path_overhead(cfg, data: Data, repeats: int) -> dict[str, float]:
     model, masks, optimizer, batches = _setup(cfg, data, "dense")
-    fixed = FixedBatches([(x.clone(), y.clone()) for x, y in batches])
+    fixed = FixedBatches([(x.clone(), y.clone()) for x, y in batches.epoch(0)])
     return _interleaved({"full": (model, batches, optimizer, masks), "in_memory": (model, fixed, optimizer, masks)},
                         repeats)
 
@@ -136,46 +138,132 @@ def mask_update_in_fresh_process(model_name: str) -> dict[str, float]:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def sparse_lenet_sweep(results: Path) -> list[dict]:
+    """Export size and CPU speed of LeNet-300-100 at 0.5 ... 0.98 sparsity: the finished paper-profile sweep runs
+    where they exist (their real masks and weights), else magnitude masks of a freshly initialised network."""
+    from .export import export_model
+    from .records import load_ticket
+    rows = []
+    for sparsity in (0.5, 0.8, 0.9, 0.95, 0.98):
+        ticket_path = results / "dynamic_pruning" / "lenet_mnist_sweep" / f"final_sparsity={sparsity!r}" / "seed42" / "ticket.safetensors"
+        model = build_model("lenet_300_100", 1, 10, 28, 1.0, "kaiming_fan_in")
+        if ticket_path.is_file():
+            ticket = load_ticket(ticket_path)
+            model.load_state_dict(ticket["state_dict"])
+            masks, source = ticket["masks"], f"trained run {ticket_path.parent}"
+        else:
+            m = Masks(model)
+            m.prune_to(sparsity)
+            masks, source = m.state_dict(), "magnitude masks of an untrained network"
+        folder = Path(tempfile.mkdtemp())
+        figures = export_model(model, masks, dict(name="lenet_300_100", in_channels=1, classes=10, side=28, width=1.0),
+                               folder, budget=dict(min_time=0.1, rounds=5))
+        rows.append(dict(sparsity=sparsity, source=source, **figures))
+        print(f"LeNet-300-100 at {sparsity:.2f}: {figures['size_ratio']:6.2f}x smaller, throughput (batch 256) "
+              f"{figures['throughput_ratio_b256']:.2f}x, latency (batch 1) {figures['latency_ratio_b1']:.2f}x  ({source})",
+              flush=True)
+    return rows
+
+
+def sparse_resnet18(sparsity: float = 0.9) -> dict:
+    """Full-width ResNet-18 at 90 %: size, speed, and which layers run sparse."""
+    from .export import export_model
+    torch.manual_seed(0)
+    model = build_model("resnet18", 3, 10, 32)
+    m = Masks(model)
+    m.prune_to(sparsity)
+    for module in model.modules():  # non-trivial BatchNorm statistics, as a trained network has
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    folder = Path(tempfile.mkdtemp())
+    figures = export_model(model, m.state_dict(), dict(name="resnet18", in_channels=3, classes=10, side=32, width=1.0),
+                           folder, budget=dict(min_time=0.05, rounds=3))
+    plan = json.loads((folder / "export" / "model.json").read_text())
+    layers = {name: f"{spec['execution']}/{spec['execution_small_batch']}" for name, spec in plan["layers"].items()}
+    print(f"ResNet-18 at {sparsity}: {figures['size_ratio']}x smaller, throughput (batch 256) "
+          f"{figures['throughput_ratio_b256']}x, latency (batch 1) {figures['latency_ratio_b1']}x", flush=True)
+    return dict(sparsity=sparsity, layers=layers, **figures)
+
+
+def sparse_figure(rows: list[dict], out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    xs = [r["sparsity"] for r in rows]
+    for key, label in (("size_ratio", "file size: dense / export"), ("throughput_ratio_b256", "throughput, batch 256"),
+                       ("latency_ratio_b1", "speed, batch 1")):
+        ax.plot(xs, [r[key] for r in rows], "o-", label=label)
+    ax.axhline(1, color="k", lw=0.8, ls=":")
+    ax.set(xlabel="sparsity", ylabel="× better than dense (one CPU thread)", yscale="log",
+           title="LeNet-300-100: what the sparsity buys")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dynprune.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("results/bench.json"))
     parser.add_argument("--repeats", type=int, default=9, help="timed epochs per variant (the fastest is taken)")
+    parser.add_argument("--sections", default="mask,sparse,overhead,data",
+                        help="what to measure: mask (mask updates), sparse (export), overhead (pruning in the loop), data")
     args = parser.parse_args(argv)
+    sections = set(args.sections.split(","))
     machine = f"{hardware(torch.device('cpu'))}, torch {torch.__version__}, {torch.get_num_threads()} threads"
     entries = []
 
-    def add(name, value, goal, detail):
+    def add(name, value, goal, detail, better="lower"):
         entries.append(dict(name=name, value=value, goal=goal, machine=machine, detail=detail))
-        ok = "" if goal is None else ("  meets goal" if value <= goal else "  MISSES goal")
-        print(f"{name:58s} {value:8.3f}   goal {'-' if goal is None else f'<= {goal}':>7s}{ok}", flush=True)
+        met = goal is None or (value <= goal if better == "lower" else value >= goal)
+        sign = "<=" if better == "lower" else ">="
+        print(f"{name:66s} {value:8.3f}   goal {'-' if goal is None else f'{sign} {goal}':>7s}"
+              f"{'' if goal is None else ('  meets goal' if met else '  MISSES goal')}", flush=True)
 
     print(f"machine: {machine}\n")
+    if "mask" in sections:
+        for model_name in ("resnet18", "resnet34"):
+            m = mask_update_in_fresh_process(model_name)
+            add(f"mask update, {model_name} ({m['weights']:,} weights): seconds", m["first_seconds"],
+                0.25 if model_name == "resnet18" else None, m)
+            add(f"mask update, {model_name}: peak extra bytes per weight", m["peak_extra_per_weight"],
+                8 if model_name == "resnet18" else None, m)
+    if "sparse" in sections:
+        rows = sparse_lenet_sweep(args.out.parent / "paper")
+        for r in rows:
+            add(f"LeNet-300-100 at {r['sparsity']}: export size ratio", r["size_ratio"], 20 if r["sparsity"] == 0.98 else None, r, "higher")
+            add(f"LeNet-300-100 at {r['sparsity']}: throughput ratio, batch 256", r["throughput_ratio_b256"],
+                5 if r["sparsity"] == 0.98 else None, r, "higher")
+        sparse_figure(rows, args.out.with_name("bench-sparse.png"))
+        r = sparse_resnet18()
+        add("ResNet-18 at 0.9: export size ratio", r["size_ratio"], None, r, "higher")
+        add("ResNet-18 at 0.9: throughput ratio, batch 256", r["throughput_ratio_b256"], None, r, "higher")
+        add("ResNet-18 at 0.9: latency ratio, batch 1", r["latency_ratio_b1"], None, r, "higher")
     lenet = build(dict(dataset="mnist", model="lenet_300_100", init="kaiming_fan_in", batch_size=128,
                        rotation=10, translate=0.1))
     conv = build(dict(dataset="cifar10", model="resnet18", width=0.25, batch_size=128, crop_padding=4, hflip=True,
                       rotation=15, jitter=0.2, jitter_hue=0.1, erasing=0.5))
-    for label, cfg, data in (("LeNet-300-100, 60k MNIST-sized", lenet.replace(rotation=0, translate=0),
-                              _random_data(60000, 1, 28)),
-                             ("ResNet-18 x0.25, 2048 CIFAR-sized", conv.replace(crop_padding=0, hflip=False, rotation=0,
-                                                                                jitter=0, jitter_hue=0, erasing=0),
-                              _random_data(2048, 3, 32))):
-        t = pruning_overhead(cfg, data, args.repeats)
-        add(f"{label}: dynamic / dense epoch", t["dynamic"] / t["dense"], 1.03, t)
-        add(f"{label}: dynamic / torch.nn.utils.prune epoch", t["dynamic"] / t["torch_prune"], 0.8, t)
-    for model_name in ("resnet18", "resnet34"):
-        m = mask_update_in_fresh_process(model_name)
-        add(f"mask update, {model_name} ({m['weights']:,} weights): seconds", m["first_seconds"], None, m)
-        add(f"mask update, {model_name}: peak extra bytes per weight", m["peak_extra_per_weight"], None, m)
-    try:
-        mnist = load_data(lenet.replace(download=False))
-    except Exception as e:  # no data here: say so, measure the rest
-        print(f"(skipping the LeNet data-path figure: {e})")
-        mnist = None
-    if mnist is not None:
-        t = data_path_overhead(lenet, mnist, args.repeats)
-        add("LeNet-300-100 / MNIST + rotation/translation: full / in-memory epoch", t["full"] / t["in_memory"], 1.3, t)
-    t = data_path_overhead(conv.replace(train_subset=0), _random_data(2048, 3, 32), args.repeats)
-    add("ResNet-18 x0.25 / 2048 CIFAR-sized + seed augmentations: full / in-memory", t["full"] / t["in_memory"], 1.3, t)
+    if "overhead" in sections:
+        for label, cfg, data in (("LeNet-300-100, 60k MNIST-sized", lenet.replace(rotation=0, translate=0),
+                                  _random_data(60000, 1, 28)),
+                                 ("ResNet-18 x0.25, 2048 CIFAR-sized", conv.replace(crop_padding=0, hflip=False, rotation=0,
+                                                                                    jitter=0, jitter_hue=0, erasing=0),
+                                  _random_data(2048, 3, 32))):
+            t = pruning_overhead(cfg, data, args.repeats)
+            add(f"{label}: dynamic / dense epoch", t["dynamic"] / t["dense"], 1.03, t)
+            add(f"{label}: dynamic / torch.nn.utils.prune epoch", t["dynamic"] / t["torch_prune"], 0.8, t)
+    if "data" in sections:
+        try:
+            mnist = load_data(lenet.replace(download=False))
+        except Exception as e:  # no data here: say so, measure the rest
+            print(f"(skipping the LeNet data-path figure: {e})")
+            mnist = None
+        if mnist is not None:
+            t = data_path_overhead(lenet, mnist, args.repeats)
+            add("LeNet-300-100 / MNIST + rotation/translation: full / in-memory epoch", t["full"] / t["in_memory"], 1.3, t)
+        t = data_path_overhead(conv.replace(train_subset=0), _random_data(2048, 3, 32), args.repeats)
+        add("ResNet-18 x0.25 / 2048 CIFAR-sized + seed augmentations: full / in-memory", t["full"] / t["in_memory"], 1.3, t)
     write_atomic(args.out, json.dumps(entries, indent=2))
     print(f"\nwrote {args.out}")
     return 0

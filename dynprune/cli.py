@@ -95,7 +95,11 @@ def cmd_train(args) -> None:
     from .runs import ensure
     _training_file(args.params)
     C.read_profile(args.profile, C.params_root(args.params))
-    cfg = C.resolve(args.params, args.profile, overrides_from(args))
+    from .distributed import launched
+    overrides = overrides_from(args)
+    if launched():  # under torchrun the processes are what they are: the run's identity says so
+        overrides["processes"] = int(os.environ["WORLD_SIZE"])
+    cfg = C.resolve(args.params, args.profile, overrides)
     if cfg.method in ("imp", "ticket_check"):
         raise C.ConfigError(f"method {cfg.method} is rendered by its notebook (make results/<profile>/"
                             f"{'lottery' if cfg.method == 'imp' else 'ticket'}/<name>.ipynb), not by train")
@@ -103,7 +107,6 @@ def cmd_train(args) -> None:
     import matplotlib
     matplotlib.use("Agg")
     from . import plots
-    from .distributed import launched
     quiet = launched() and os.environ.get("RANK", "0") != "0"  # under torchrun, rank 0 speaks for all
     for run in C.runs_of(cfg):  # one folder per run below `out`, as the notebooks lay them out
         outcome = ensure(run, out / run.folder, args.profile, root=out, figures=plots.run_figures,
@@ -147,7 +150,7 @@ def cmd_experiments(args) -> int:
 
 def cmd_results(args) -> None:
     from .results_md import write_results
-    write_results(Path(args.out), args.profile)
+    write_results(Path(args.out), args.profile, readme=Path(args.readme) if args.readme else None)
 
 
 def build_parser() -> Parser:
@@ -198,6 +201,7 @@ def build_parser() -> Parser:
     p = sub.add_parser("results", help="write RESULTS.md from the finished runs of a profile")
     p.add_argument("--profile", default="paper")
     p.add_argument("--out", default="RESULTS.md")
+    p.add_argument("--readme", help="also update the headline block of this README")
     p.set_defaults(func=cmd_results)
     return parser
 

@@ -73,5 +73,27 @@ def export_run(folder: Path, fp16: bool = False) -> str:
     model = build_model(arch["name"], arch["in_channels"], arch["classes"], arch["side"], arch["width"])
     model.load_state_dict(ticket["state_dict"])
     figures = export_model(model, ticket["masks"], arch, folder, fp16=fp16, budget=ON_REQUEST)
+    agree = test_set_agreement(model, folder, ticket["params"])
+    write_atomic(folder / "export" / "test_set.json", json.dumps(agree, indent=2))
     return (f"{folder}/export: {figures['size_ratio']}x smaller than dense fp32, throughput at batch 256 "
-            f"{figures['throughput_ratio_b256']}x, latency at batch 1 {figures['latency_ratio_b1']}x (one thread)")
+            f"{figures['throughput_ratio_b256']}x, latency at batch 1 {figures['latency_ratio_b1']}x (one thread); "
+            f"test-set predictions identical for {agree['identical']} of {agree['images']} images"
+            + (f", logits within {agree['max_abs_logit_diff']:.1e}" if agree["images"] else " (no test data here)"))
+
+
+def test_set_agreement(model: torch.nn.Module, folder: Path, params: dict) -> dict:
+    """Dense (masked) and exported predictions on the run's whole test set, image by image."""
+    from .config import build
+    from .data import Batches, DataError, load_data
+    try:
+        data = load_data(build(params | {"download": False}))
+    except DataError:
+        return dict(images=0, identical=0, max_abs_logit_diff=None)
+    exported, same, n, worst = sparse.load(Path(folder) / "export"), 0, 0, 0.0
+    with torch.inference_mode():
+        for x, y in Batches(data.test, data, 256, "cpu"):
+            a, b = model.eval()(x), exported(x)
+            same += int((a.argmax(1) == b.argmax(1)).sum())
+            n += len(y)
+            worst = max(worst, float((a - b).abs().max()))
+    return dict(images=n, identical=same, max_abs_logit_diff=worst)

@@ -30,9 +30,36 @@ def results_markdown(out: Path, profile: str, results: Path | None = None, param
     return header(profile, results, out) + report.markdown_report(results, params_root, profile, Path(out))
 
 
-def write_results(out: Path, profile: str, *, results: Path | None = None, params_root: Path | None = None) -> Path:
-    """Write RESULTS.md for `profile` to `out` (results: results/<profile>/ by default; params: this project's)."""
+def headline_markdown(profile: str, results: Path | None = None, params_root: Path | None = None) -> str:
+    """The claims that have runs behind them, as a short table (the README shows it)."""
+    from .present import markdown_table
+    results = Path(results) if results is not None else batch_results(profile)
+    params_root = Path(params_root) if params_root is not None else PROJECT / "params"
+    res = report.collect(results, params_root, profile)
+    tolerance = report.tolerance_of(params_root, profile)
+    rows = [(c.claim, c.published, c.ours, f"**{c.verdict}**") for c in report.claims(res, tolerance)
+            if not c.verdict.startswith("not run yet")]
+    return markdown_table(["claim (source's)", "published", f"ours ({profile} profile)", "verdict"], rows) \
+        if rows else "No claim has finished runs yet."
+
+
+def update_readme(readme: Path, profile: str, **where) -> None:
+    """Replace the generated block of the README (between its headline markers) with the current headline."""
+    start, end = "<!-- headline:start -->", "<!-- headline:end -->"
+    text = Path(readme).read_text()
+    before, rest = text.split(start, 1)
+    _, after = rest.split(end, 1)
+    write_atomic(readme, f"{before}{start}\n{headline_markdown(profile, **where)}\n{end}{after}")
+
+
+def write_results(out: Path, profile: str, *, results: Path | None = None, params_root: Path | None = None,
+                  readme: Path | None = None) -> Path:
+    """Write RESULTS.md for `profile` to `out` (results: results/<profile>/ by default; params: this project's),
+    and the headline block of `readme` when given."""
     out = Path(out)
     write_atomic(out, results_markdown(out, profile, results, params_root))
     print(f"wrote {out}")
+    if readme is not None:
+        update_readme(readme, profile, results=results, params_root=params_root)
+        print(f"updated the headline of {readme}")
     return out
