@@ -175,3 +175,41 @@ def test_editing_the_parameters_cell_changes_only_that_line(lab):
         expected[changed[0]] = OVERRIDES.sub('overrides = {"epochs": 3}', before[changed[0]])
         assert after == expected, (f"saving {name} changed more than its overrides line:\n"
                                    + diff(name, "".join(expected).encode(), on_disk))
+
+
+def test_every_notebook_runs_from_its_lab_defaults_and_writes_only_under_results_lab(tmp_path):
+    """What a user gets from 'run all' in JupyterLab without changing anything: a real kernel, the notebooks'
+    own defaults (the quick profile), every result under results/lab/ and nothing else touched."""
+    import os
+    import sys
+    import jupytext
+    from nbclient import NotebookClient
+    sys.path.insert(0, str(Path(__file__).parent))
+    from conftest import PROJECT, make_mnist
+    results = tmp_path / "results"
+    data = make_mnist(tmp_path / "data", n_train=800, n_test=100)  # the quick ticket rewinds to step 20
+    env = dict(DYNPRUNE_RESULTS=str(results), DYNPRUNE_DATA=str(data), DYNPRUNE_CACHE=str(tmp_path / "cache"),
+               OMP_NUM_THREADS="1")
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    before = {p for p in PROJECT.rglob("*") if ".venv" not in p.parts and "results" not in p.parts
+              and "__pycache__" not in p.parts and ".pytest_cache" not in p.parts}
+    try:
+        for path in sorted((PROJECT / "notebooks").glob("*.py")):
+            nb = jupytext.read(path)
+            nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+            NotebookClient(nb, kernel_name="python3", timeout=600, shutdown_kernel="immediate",
+                           resources={"metadata": {"path": str(PROJECT / "notebooks")}}).execute()
+            errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+            assert not errors, f"{path.name}: {errors[0]['ename']}: {errors[0]['evalue']}"
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    written = {p.relative_to(results).parts[0] for p in results.rglob("*") if p.is_file()}
+    assert written == {"lab"}, f"a lab run wrote outside results/lab/: {written}"
+    assert {p.name for p in (results / "lab" / "quick").iterdir()} >= {"dynamic_pruning", "lottery", "ticket", "compare",
+                                                                       "report"}
+    assert (results / "lab" / "quick" / "report" / "summary" / "index.html").is_file()
+    after = {p for p in PROJECT.rglob("*") if ".venv" not in p.parts and "results" not in p.parts
+             and "__pycache__" not in p.parts and ".pytest_cache" not in p.parts}
+    assert after == before, f"the project changed: {sorted(map(str, after ^ before))[:5]}"

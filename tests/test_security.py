@@ -184,3 +184,29 @@ def test_a_run_folder_that_links_outside_its_results_is_refused(tmp_path):
     (tmp_path / "results" / "seed42").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(ConfigError, match="lies outside"):
         inside(tmp_path / "results" / "seed42", tmp_path / "results")
+
+
+def test_two_trainings_into_one_folder_leave_one_intact_result_and_one_clear_line(tmp_path):
+    import subprocess
+    import sys
+    import time
+    from conftest import make_mnist
+    data = make_mnist(tmp_path / "data", n_train=2000)
+    env = dict(__import__("os").environ, DYNPRUNE_DATA=str(data), DYNPRUNE_CACHE=str(tmp_path / "cache"),
+               OMP_NUM_THREADS="1")
+    base = [sys.executable, "-m", "dynprune", "train", "--dataset", "mnist", "--model", "lenet_300_100", "--init",
+            "kaiming_fan_in", "--batch-size", "16", "--no-download", "--out", str(tmp_path / "out")]
+    first = subprocess.Popen(base + ["--epochs", "6", "--lr", "0.02"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    lock = tmp_path / "out" / "seed42" / ".lock"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (lock.is_file() and lock.read_text()):
+        time.sleep(0.05)
+    second = subprocess.run(base + ["--epochs", "2", "--lr", "0.01"], env=env, capture_output=True, text=True,
+                            timeout=300)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    assert second.returncode == 2 and second.stderr.count("\n") == 1 and "is in use by process" in second.stderr
+    summary = json.loads((tmp_path / "out" / "seed42" / "summary.json").read_text())
+    assert summary["params"]["epochs"] == 6 and summary["params"]["lr"] == 0.02  # the first one's, intact
+    assert not (tmp_path / "out" / "seed42" / "stale").exists()
