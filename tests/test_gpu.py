@@ -4,12 +4,11 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import PROJECT, in_memory_data, make_mnist, tiny_config
+from conftest import in_memory_data, make_mnist, tiny_config
 
 CUDA = torch.cuda.is_available()
 TINY = """dataset: mnist

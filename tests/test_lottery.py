@@ -7,7 +7,6 @@ from dynprune.compare import ticket_verdict
 from dynprune.identity import identity
 from dynprune.lottery import imp_levels, layerwise_levels, run_imp, shuffled_masks
 from dynprune.models import build_model
-from dynprune.pruning import Masks
 from dynprune.train import train
 
 from conftest import in_memory_data, tiny_config

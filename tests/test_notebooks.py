@@ -72,7 +72,6 @@ def test_dynamic_pruning_notebook_renders_a_complete_run(project):
 
 
 def test_a_grid_renders_one_run_per_point_and_seed_and_reuses_the_finished_ones(project):
-    from dynprune import records
     from dynprune.config import resolve, runs_of
     params = project / "params" / "dynamic_pruning" / "tiny.yaml"
     base = TINY.replace("epochs: 3", "epochs: 2") + "seeds: [1, 2]\n"

@@ -223,7 +223,8 @@ def test_make_experiments_renders_notebooks_as_slurm_jobs_in_dependency_order(sl
     logs = root / "results" / "quick" / "logs"
     for key in ("dynamic_pruning/a", "dynamic_pruning/b", "compare/ab"):
         assert (root / "results" / "quick" / f"{key}.ipynb").is_file()
-X
+        assert f"{key} done in" in (logs / f"{key}.slurm.log").read_text()  # the job's own output, from the node
+        assert "rendering" in (logs / f"{key}.log").read_text()
     started = {key: (root / "results" / "quick" / f"{key}.ipynb").stat().st_mtime
                for key in ("dynamic_pruning/a", "dynamic_pruning/b", "compare/ab")}
     assert started["compare/ab"] > max(started["dynamic_pruning/a"], started["dynamic_pruning/b"])
