@@ -36,9 +36,13 @@ def describe(cfg: Config, paper: Config | None = None) -> str:
         what += f" at {_with_paper(cfg.width, get('width'), lambda w: f'{w:g}×')} width"
     what += f" on {DATASETS[cfg.dataset]}"
     if cfg.train_subset:
-        what += f" ({_with_paper(cfg.train_subset, get('train_subset') or 'all', str)} training images)"
-    if cfg.method == "dynamic" and cfg.final_sparsity > 0:
-        how = (f"dynamic pruning to {cfg.final_sparsity:.1%} sparsity ({cfg.sparsity_schedule} schedule, the target "
+        paper_subset = get("train_subset")
+        what += f" ({cfg.train_subset:,} training images" + (
+            "" if p is None or paper_subset == cfg.train_subset else f"; paper: {f'{paper_subset:,}' if paper_subset else 'all'}") + ")"
+    target = (", ".join(f"{s:.0%}" for s in cfg.grid["final_sparsity"]) if "final_sparsity" in cfg.grid
+              else f"{cfg.final_sparsity:.1%}")
+    if cfg.method == "dynamic" and (cfg.final_sparsity > 0 or "final_sparsity" in cfg.grid):
+        how = (f"dynamic pruning to {target} sparsity ({cfg.sparsity_schedule} schedule, the target "
                f"reached in epoch {_reached(cfg)})")
     elif cfg.method == "dynamic":
         how = "dense training (no pruning)"
@@ -134,16 +138,22 @@ def runs_markdown(runs: list[dict]) -> str:
 
 
 def epoch_log(epochs: int, lines: int = 8):
-    """A log for notebooks: every epoch of a short run, about `lines` of a long one (all of them go to the run
-    folder's train.log)."""
-    every = max(1, epochs // lines)
+    """A log for notebooks: every epoch of a short run, about `lines` of a long one (0: none), and each run's
+    description once. Every line still goes to the run folder's train.log."""
+    every = max(1, epochs // lines) if lines else None
+    described = set()
 
     def log(text: str) -> None:
-        if not text.startswith("epoch "):
-            print(text)
-            return
-        epoch = int(text.split()[1].split("/")[0])
-        if epoch % every == 0 or epoch in (1, epochs):
+        if text.startswith("epoch "):
+            epoch = int(text.split()[1].split("/")[0])
+            if every and (epoch % every == 0 or epoch in (1, epochs)):
+                print(text)
+        elif " prunable weights; device " in text:  # train()'s description of the run: the same for every level
+            head = text.split(":")[0]
+            if head not in described:
+                described.add(head)
+                print(text)
+        else:
             print(text)
     return log
 

@@ -225,9 +225,18 @@ def _render(target: Path, root: Path, profile: str, kind: str, name: str, experi
                 os.replace(running, failed)
             print(f"FAILED: {_one_line(e)}", flush=True)
             raise RenderError(f"{_one_line(e)}; the notebook is kept in {failed}, the full log in {log_path}") from None
+    _drop_default_parameters(running)
     body, _ = nbconvert.HTMLExporter().from_filename(str(running))
     write_atomic(html, body)
     os.replace(running, target)  # last: the .ipynb is what make takes as done
+
+
+def _drop_default_parameters(path: Path) -> None:
+    """The rendered notebook shows the values it ran with (papermill's injected cell), not the lab defaults."""
+    import nbformat
+    nb = nbformat.read(path, as_version=4)
+    nb.cells = [c for c in nb.cells if "parameters" not in c.metadata.get("tags", [])]
+    nbformat.write(nb, path)
 
 
 @contextlib.contextmanager

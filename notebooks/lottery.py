@@ -39,7 +39,7 @@ display(Markdown(present.heading(cfg, profile, params_file(experiment))))
 # %%
 finished = {}
 for run in runs_of(cfg):
-    outcome = runs.ensure(run, run_dir / run.folder, profile, root=run_dir, log=present.epoch_log(run.cfg.epochs, 2))
+    outcome = runs.ensure(run, run_dir / run.folder, profile, root=run_dir, log=present.epoch_log(run.cfg.epochs, lines=0))
     finished[run.folder] = load_run(outcome.folder) | {"label": run.label}
 
 # %% [markdown]

@@ -38,7 +38,7 @@ if inputs_dir is None:  # in JupyterLab: the dynamic runs it needs, trained (or 
     inputs_dir = results_root() / "lab" / profile
     for run in runs_of(resolve(params_file(cfg.ticket_from), profile)):
         runs.ensure(run, inputs_dir / cfg.ticket_from / run.folder, profile, root=inputs_dir,
-                    log=present.epoch_log(run.cfg.epochs, 2))
+                    log=present.epoch_log(run.cfg.epochs, lines=0))
 inputs_dir = Path(inputs_dir)
 display(Markdown(f"Masks from `{inputs_dir / cfg.ticket_from}`."))
 
@@ -46,7 +46,7 @@ display(Markdown(f"Masks from `{inputs_dir / cfg.ticket_from}`."))
 finished = {}
 for run in runs_of(cfg):
     outcome = runs.ensure(run, run_dir / run.folder, profile, root=run_dir, inputs=inputs_dir,
-                          log=present.epoch_log(run.cfg.epochs, 2))
+                          log=present.epoch_log(run.cfg.epochs, lines=0))
     finished[run.folder] = outcome.summary
 
 # %% [markdown]
