@@ -10,6 +10,7 @@ write the folder with its summary last. The CLI, every notebook and the tests go
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -119,7 +120,7 @@ def ensure(run: Run, folder: Path, profile: str, *, root: Path, inputs: Path | N
     ident = run_identity(cfg, source["summary"]["identity"] if source else None)
     ctx = distributed.from_env(cuda=_cuda(cfg)) if distributed.launched() else distributed.SINGLE
     lock = store.locked(folder / ".lock", f"run folder {folder}") if ctx.main and not os.environ.get(
-        "DYNPRUNE_LOCK_HELD") else _nothing()
+        "DYNPRUNE_LOCK_HELD") else contextlib.nullcontext()
     with lock:
         summary = finished(folder, ident)
         if summary is not None:
@@ -156,14 +157,6 @@ def _tee(log, path: Path):
             f.write(text + "\n")
         log(text)
     return both
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _cuda(cfg: Config) -> bool:

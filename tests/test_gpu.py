@@ -15,7 +15,7 @@ TINY = """dataset: mnist
 model: lenet_300_100
 init: kaiming_fan_in
 width: 0.25
-epochs: 6
+epochs: 2
 batch_size: 16
 lr: 0.02
 final_sparsity: 0.5
@@ -31,7 +31,7 @@ def test_with_two_device_slots_two_notebooks_render_at_once_and_a_third_waits(tm
     (root / "params" / "profiles" / "paper.yaml").write_text("")
     for name in "abc":
         (root / "params" / "dynamic_pruning" / f"{name}.yaml").write_text(TINY)
-    make_mnist(tmp_path / "data", n_train=1200)
+    make_mnist(tmp_path / "data", n_train=600)
     env = os.environ | {"DYNPRUNE_DATA": str(tmp_path / "data"), "DYNPRUNE_CACHE": str(tmp_path / "cache"),
                         "DYNPRUNE_DEVICE_SLOTS": "2", "OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen([sys.executable, "-m", "dynprune", "notebook",
