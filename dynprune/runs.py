@@ -121,15 +121,17 @@ def ensure(run: Run, folder: Path, profile: str, *, root: Path, inputs: Path | N
     ctx = distributed.from_env(cuda=_cuda(cfg)) if distributed.launched() else distributed.SINGLE
     lock = store.locked(folder / ".lock", f"run folder {folder}") if ctx.main and not os.environ.get(
         "DYNPRUNE_LOCK_HELD") else contextlib.nullcontext()
+    summary = finished(folder, ident)
+    if summary is None:  # torch only when something trains (a reused run needs none)
+        from . import train as train_module
+        train_module.pick_device(cfg)  # a device this machine lacks is refused before anything is written
     with lock:
-        summary = finished(folder, ident)
+        summary = finished(folder, ident)  # again, under the lock: another process may have just finished it
         if summary is not None:
             log(f"{run.folder}: finished before with these parameters and this training code; read from {folder}")
             outcome = Outcome(folder, summary, "reused", 0)
             _event(outcome)
             return outcome
-        from . import train as train_module  # torch: only when something trains (a reused run needs none)
-        train_module.pick_device(cfg)  # a device this machine lacks is refused before anything is written
         if ctx.main:
             set_aside(folder, ident, log)
             folder.mkdir(parents=True, exist_ok=True)
