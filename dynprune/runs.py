@@ -132,6 +132,7 @@ def ensure(run: Run, folder: Path, profile: str, *, root: Path, inputs: Path | N
             outcome = Outcome(folder, summary, "reused", 0)
             _event(outcome)
             return outcome
+        from . import train as train_module
         if ctx.main:
             set_aside(folder, ident, log)
             folder.mkdir(parents=True, exist_ok=True)
