@@ -223,3 +223,26 @@ def test_measure_reports_size_and_speed(lenet_export):
     assert result["agreement"]["argmax_equal"] == 1.0 and result["agreement"]["max_abs_logit_diff"] <= 1e-5
     assert result["batch_1"]["latency_ratio"] > 0 and result["batch_256"]["throughput_ratio"] > 0
     assert model.training is False
+
+
+def test_a_finished_run_exports_itself_and_the_export_command_checks_the_test_set(tmp_path, monkeypatch, capsys):
+    """Every finished run carries its export and the headline figures in its summary; `dynprune export` redoes
+    it with longer timings and compares dense and exported predictions on the run's whole test set."""
+    import json
+    from conftest import make_mnist
+    from dynprune import cli
+    data = make_mnist(tmp_path / "data", n_train=300, n_test=150)
+    monkeypatch.setenv("DYNPRUNE_DATA", str(data))
+    monkeypatch.setenv("DYNPRUNE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    assert cli.main(["train", "--dataset", "mnist", "--model", "lenet_300_100", "--init", "kaiming_fan_in",
+                     "--epochs", "1", "--final-sparsity", "0.95", "--no-download", "--out", str(out)]) == 0
+    run = out / "seed42"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["export"]["predictions_equal"] and summary["export"]["size_ratio"] > 5
+    assert (run / "export" / "model.safetensors").is_file() and (run / "export" / "measurement.json").is_file()
+    capsys.readouterr()
+    assert cli.main(["export", str(run)]) == 0
+    assert "test-set predictions identical for 150 of 150 images" in capsys.readouterr().out
+    assert json.loads((run / "summary.json").read_text()) == summary  # a finished result is never rewritten
+    assert cli.main(["export", str(out)]) == 2  # the experiment folder is not a run
