@@ -66,8 +66,28 @@ def status(folder: Path, ident: dict) -> str:
     if finished(folder, ident) is not None:
         return "done"
     if (folder / "summary.json").is_file():
-        return "stale"
+        return "done" if _same_but_data(folder, ident) else "stale"
     return "unfinished" if (folder / "identity.json").is_file() else "missing"
+
+
+def _same_but_data(folder: Path, ident: dict) -> bool:
+    """Where the data is not on this machine (a colleague's run folders, `make results` without
+    DYNPRUNE_DATA) a finished run is judged by its parameters and code alone: stale means other code or
+    parameters, never "the data could not be looked at here"."""
+    if ident["inputs"].get("data") != "missing":
+        return False
+    try:
+        summary = records.read_json(folder / "summary.json")
+    except (OSError, ValueError):
+        return False
+    claimed = _claimed(folder)
+    recorded = claimed.get("identity") if isinstance(claimed, dict) else None
+    if not isinstance(recorded, dict) or not isinstance(summary, dict) or claimed.get("key") != summary.get("identity") \
+            or claimed.get("key") != identity.key(recorded):
+        return False
+    def without_data(i: dict) -> dict:
+        return i | {"inputs": {k: v for k, v in (i.get("inputs") or {}).items() if k != "data"}}
+    return identity.key(without_data(recorded)) == identity.key(without_data(ident))
 
 
 def _claimed(folder: Path) -> dict | None:

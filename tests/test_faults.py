@@ -198,3 +198,21 @@ def test_labels_outside_the_classes_are_refused(tmp_path, monkeypatch):
     write_idx(root / "MNIST" / "raw" / "train-labels-idx1-ubyte", labels)
     with pytest.raises(DataError, match="labels run from 0 to 42 but there are 10 classes"):
         load_data(tiny_config(data_root=str(root)))
+
+
+def test_a_finished_run_is_judged_by_parameters_and_code_where_its_data_is_not_on_this_machine(mnist_root, tmp_path,
+                                                                                               monkeypatch):
+    from dynprune import identity, runs
+    from dynprune.records import json_text
+    ident = runs.run_identity(tiny_config())
+    assert ident["inputs"]["data"] != "missing"
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "identity.json").write_text(json_text(dict(key=identity.key(ident), identity=ident)))
+    (folder / "summary.json").write_text(json_text(dict(identity=identity.key(ident))))
+    assert runs.status(folder, ident) == "done"
+    monkeypatch.setenv("DYNPRUNE_DATA", str(tmp_path / "nothing-here"))  # a colleague's folders, no data here
+    assert runs.status(folder, runs.run_identity(tiny_config())) == "done"
+    assert runs.status(folder, runs.run_identity(tiny_config(lr=0.03))) == "stale"
+    monkeypatch.setenv("DYNPRUNE_DATA", str(make_mnist(tmp_path / "other", n_train=500)))  # other data: stale
+    assert runs.status(folder, runs.run_identity(tiny_config())) == "stale"
