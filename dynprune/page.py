@@ -227,8 +227,9 @@ window.addEventListener("load", () => document.querySelectorAll("img").forEach(
 """
 
 
-def write_page(path: Path, page_title: str, sects: list[Section]) -> Path:
-    write_atomic(Path(path), to_html(page_title, sects, Path(path).parent))
+def write_page(path: Path, page_title: str, sects: list[Section | None]) -> Path:
+    """The page of `sects` in order; a None (a section with nothing to show) is left out."""
+    write_atomic(Path(path), to_html(page_title, [s for s in sects if s is not None], Path(path).parent))
     return Path(path)
 
 

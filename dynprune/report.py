@@ -760,6 +760,34 @@ def experiment_table(title: str, anchor: str, exps: list[Experiment]) -> Section
     return Section(title, blocks, anchor)
 
 
+def grid_differences(res: Results) -> Section | None:
+    """Within each grid experiment, every point against the first: the difference of mean test accuracy with
+    Welch's 95 % interval, and whether that interval excludes zero — the only case in which we call it a
+    difference."""
+    rows = []
+    for exp in res.experiments.values():
+        if exp.cfg is None or not exp.cfg.grid:
+            continue
+        done = {label: accuracies([r.summary for r in runs if r.state == "done"]) for label, runs in exp.points().items()}
+        done = {label: values for label, values in done.items() if values}
+        if len(done) < 2:
+            continue
+        (base, first), *others = done.items()
+        for label, values in others:
+            d = stats.welch(values, first)
+            reading = ("no interval (n = 1)" if d.low is None else
+                       "a difference" if d.excludes_zero else "no difference shown (the interval includes 0)")
+            rows.append([_experiment_link(res, exp.key), f"{label} − {base}", f"{len(values)} − {len(first)}",
+                         d.text(), reading])
+    if not rows:
+        return None
+    return Section("Differences within grid experiments", [
+        Text(["Test accuracy of each grid point minus that of the file's first point (percentage points), "
+              "finished runs only."], cls="meta"),
+        Table(["experiment", "points", "runs", "difference (95 % CI, Welch)", "reading"], rows, (18, 30, 8, 26, 18))],
+        "grid-differences")
+
+
 def _without(items: list, i: int) -> list:
     return items[:i] + items[i + 1:]
 
@@ -914,7 +942,8 @@ def sections(res: Results, found: list[Claim], tolerance: float, figures_dir: Pa
     to link (the file being written)."""
     figures = figures_section(res, figures_dir)
     return [introduction(res), claims_section(res, found, tolerance), *([figures] if figures else []),
-            export_section(res), *experiment_sections(res), *comparison_sections(res), deviations_section(res),
+            export_section(res), *experiment_sections(res), *filter(None, [grid_differences(res)]), *comparison_sections(res),
+            deviations_section(res),
             notebooks_section(res, skip)]
 
 

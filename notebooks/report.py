@@ -63,11 +63,13 @@ parts.append(report.show(report.export_section(results), base))
 # ## Every experiment
 # One row per experiment (per grid point with a grid), in three groups: the seed's, the later paper's and
 # this project's own. Hardware, profile and training code are stated once per table when every row shares
-# them.
+# them. Within each grid experiment, every point is set against the first, with the interval of the
+# difference.
 
 # %%
 for section in report.experiment_sections(results):
     parts.append(report.show(section, base, heading=True))
+parts.append(report.show(report.grid_differences(results), base, heading=True))
 
 # %% [markdown]
 # ## Dynamic pruning against IMP and pruning at initialisation

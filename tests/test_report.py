@@ -228,6 +228,10 @@ def test_experiment_tables_mark_missing_stale_partial_and_unrendered_results(pro
     assert badge(row_of(own, "lenet_mnist_sweep [final_sparsity=0.0]")) == ["1 of 3 seeds"]
     assert badge(row_of(own, "lenet_mnist_sweep [final_sparsity=0.5]")) == ["missing"]
     assert "rewind_k 97.30" in row_of(own, ">lenet_mnist_s80<") or "rewind_k 97.30" in own
+    grid = text[text.index('id="grid-differences"'):text.index('id="comparisons"')]
+    row = row_of(grid, "final_sparsity=0.9 − final_sparsity=0.0")
+    assert "3 − 1" in row and "-1.50 (no interval: n &lt; 2)" in row and "no interval (n = 1)" in row
+    assert "final_sparsity=0.5" not in grid  # a point with no finished run has no difference
     exported = text[text.index('id="export"'):text.index('id="seed-experiments"')]
     row = row_of(exported, ">lenet_mnist_s80<")
     assert "1.07 → 0.26 MB (×4.10)" in row and "0.21 → 0.09 ms (×2.33)" in row and "1 of 3 runs" in row
