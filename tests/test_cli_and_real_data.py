@@ -38,3 +38,28 @@ def test_real_mnist_lenet_learns_at_half_sparsity():
     run = train(cfg, log=lambda _: None)
     assert run.masks.zeros() == 133_100
     assert run.test_accuracy >= 95.0
+
+
+def test_a_full_disk_while_writing_the_ticket_is_one_line_and_the_rerun_finishes(mnist_root, tmp_path, capsys,
+                                                                                  monkeypatch):
+    import errno
+    from dynprune import records
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "mnist", "--model", "lenet_300_100", "--width", "0.25", "--epochs", "2",
+            "--batch-size", "32", "--lr", "0.05", "--final-sparsity", "0.5", "--init", "kaiming_fan_in",
+            "--no-download", "--out", str(out)]
+
+    def no_space(*_):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(records, "save_ticket", no_space)
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0] and "free space" in err[0]
+    assert not (out / "seed42" / "summary.json").exists()  # nothing half-done looks done
+    monkeypatch.undo()
+    monkeypatch.setenv("DYNPRUNE_DATA", str(mnist_root))
+    monkeypatch.setenv("DYNPRUNE_CACHE", str(tmp_path / "cache"))
+    assert cli.main(args) == 0
+    assert json.loads((out / "seed42" / "summary.json").read_text())["epochs"] == 2
+    assert f"resumed {out / 'seed42'}/" in capsys.readouterr().out  # from the last epoch's checkpoint
+    assert (out / "seed42" / "ticket.safetensors").is_file()

@@ -216,3 +216,13 @@ def test_a_finished_run_is_judged_by_parameters_and_code_where_its_data_is_not_o
     assert runs.status(folder, runs.run_identity(tiny_config(lr=0.03))) == "stale"
     monkeypatch.setenv("DYNPRUNE_DATA", str(make_mnist(tmp_path / "other", n_train=500)))  # other data: stale
     assert runs.status(folder, runs.run_identity(tiny_config())) == "stale"
+
+
+def test_run_records_are_strict_json_even_for_a_non_finite_metric():
+    import json
+    from dynprune.records import json_text
+
+    def refuse(token):
+        raise ValueError(f"non-standard JSON token {token}")
+    text = json_text({"val_loss": float("nan"), "history": [1.0, float("inf"), {"x": float("-inf")}], "ok": 2.5})
+    assert json.loads(text, parse_constant=refuse) == {"val_loss": None, "history": [1.0, None, {"x": None}], "ok": 2.5}

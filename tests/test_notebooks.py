@@ -216,3 +216,21 @@ def test_a_grid_runs_through_the_lottery_and_ticket_notebooks_point_by_point(pro
         ticket = json.loads((out / "ticket" / "tiny" / point / "seed42" / "summary.json").read_text())
         assert ticket["source_folder"].endswith(f"dynamic_pruning/tiny/{point}/seed42")
         assert ticket["sparsity"] == pytest.approx(float(point.split("=")[1]), abs=1e-4)
+
+
+def test_a_kernel_that_dies_leaves_a_failed_notebook_and_one_line(project):
+    notebooks = project / "notebooks"
+    shutil.copytree(PROJECT / "notebooks", notebooks)
+    source = (notebooks / "dynamic_pruning.py").read_text()
+    marker = "# %%\nfinished = {}"
+    assert marker in source
+    (notebooks / "dynamic_pruning.py").write_text(source.replace(marker, "# %%\nimport os\nos._exit(9)\n\n" + marker))
+    proc = render(project, "results/paper/dynamic_pruning/tiny.ipynb", project / "data",
+                  {"DYNPRUNE_NOTEBOOKS": str(notebooks)})
+    assert proc.returncode != 0
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("dynamic_pruning/tiny FAILED: ") and "kept in" in last, proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    out = project / "results" / "paper" / "dynamic_pruning"
+    assert (out / "tiny.failed.ipynb").is_file() and not (out / "tiny.running.ipynb").exists()
+    assert not (out / "tiny.ipynb").exists()
