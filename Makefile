@@ -16,7 +16,7 @@ GPUS    := $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 # GPU (each holds its own; see runner.py), or one at a time without GPUs.
 JOBS    ?= $(if $(filter quick,$(PROFILE)),$(shell nproc 2>/dev/null || echo 1),$(if $(filter-out 0,$(GPUS)),$(GPUS),1))
 
-.PHONY: help experiments status results test bench gpu-check lab clean-results FORCE
+.PHONY: help experiments status results test bench gpu-check lab FORCE
 
 help:
 	@echo "make experiments [PROFILE=quick]   render every experiment that changed into results/<profile>/ (default: paper)"
@@ -81,5 +81,3 @@ $(SETUP): requirements.txt pyproject.toml
 	$(VENV)/bin/pip install -q --no-deps -e .
 	touch $@
 
-clean-results:
-	rm -rf results/$(PROFILE)

@@ -22,6 +22,7 @@ from .data import Data, load_data
 from .models import build_model
 from .pruning import Masks
 from .records import hardware, write_atomic
+from .runner import batch_results
 from .train import make_batches, train_epoch
 
 
@@ -155,9 +156,9 @@ def sparse_lenet_sweep(results: Path) -> list[dict]:
             m = Masks(model)
             m.prune_to(sparsity)
             masks, source = m.state_dict(), "magnitude masks of an untrained network"
-        folder = Path(tempfile.mkdtemp())
-        figures = export_model(model, masks, dict(name="lenet_300_100", in_channels=1, classes=10, side=28, width=1.0),
-                               folder, budget=dict(min_time=0.1, rounds=5))
+        with tempfile.TemporaryDirectory() as folder:
+            figures = export_model(model, masks, dict(name="lenet_300_100", in_channels=1, classes=10, side=28,
+                                                      width=1.0), Path(folder), budget=dict(min_time=0.1, rounds=5))
         rows.append(dict(sparsity=sparsity, source=source, **figures))
         print(f"LeNet-300-100 at {sparsity:.2f}: {figures['size_ratio']:6.2f}x smaller, throughput (batch 256) "
               f"{figures['throughput_ratio_b256']:.2f}x, latency (batch 1) {figures['latency_ratio_b1']:.2f}x  ({source})",
@@ -176,10 +177,10 @@ def sparse_resnet18(sparsity: float = 0.9) -> dict:
         if isinstance(module, nn.BatchNorm2d):
             module.running_mean.normal_(0, 0.1)
             module.running_var.uniform_(0.5, 1.5)
-    folder = Path(tempfile.mkdtemp())
-    figures = export_model(model, m.state_dict(), dict(name="resnet18", in_channels=3, classes=10, side=32, width=1.0),
-                           folder, budget=dict(min_time=0.05, rounds=3))
-    plan = json.loads((folder / "export" / "model.json").read_text())
+    with tempfile.TemporaryDirectory() as folder:
+        figures = export_model(model, m.state_dict(), dict(name="resnet18", in_channels=3, classes=10, side=32,
+                                                           width=1.0), Path(folder), budget=dict(min_time=0.05, rounds=3))
+        plan = json.loads((Path(folder) / "export" / "model.json").read_text())
     layers = {name: f"{spec['execution']}/{spec['execution_small_batch']}" for name, spec in plan["layers"].items()}
     print(f"ResNet-18 at {sparsity}: {figures['size_ratio']}x smaller, throughput (batch 256) "
           f"{figures['throughput_ratio_b256']}x, latency (batch 1) {figures['latency_ratio_b1']}x", flush=True)
@@ -230,7 +231,7 @@ def main(argv=None) -> int:
             add(f"mask update, {model_name}: peak extra bytes per weight", m["peak_extra_per_weight"],
                 8 if model_name == "resnet18" else None, m)
     if "sparse" in sections:
-        rows = sparse_lenet_sweep(args.out.parent / "paper")
+        rows = sparse_lenet_sweep(batch_results("paper"))
         for r in rows:
             add(f"LeNet-300-100 at {r['sparsity']}: export size ratio", r["size_ratio"], 20 if r["sparsity"] == 0.98 else None, r, "higher")
             add(f"LeNet-300-100 at {r['sparsity']}: throughput ratio, batch 256", r["throughput_ratio_b256"],

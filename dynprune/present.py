@@ -7,7 +7,7 @@ import html
 from pathlib import Path
 
 from . import stats
-from .config import Config, fields, resolve
+from .config import Config, ConfigError, fields, grid_points, resolve
 
 MODELS = {"lenet_300_100": "LeNet-300-100", "conv4": "Conv-4", "resnet18": "ResNet-18", "resnet34": "ResNet-34",
           "vgg_like": "VGG-like", "vgg19": "VGG-19"}
@@ -61,13 +61,8 @@ def describe(cfg: Config, paper: Config | None = None) -> str:
              + f", batch {cfg.batch_size}, {cfg.optimizer.upper() if cfg.optimizer == 'sgd' else 'Adam'} "
                f"lr {cfg.lr:g} ({cfg.lr_schedule})")
     runs = _with_paper(len(seeds), len(paper_seeds) if paper_seeds else None)
-    grid = f" × {len(list(_points(cfg)))} grid points" if cfg.grid else ""
+    grid = f" × {len(grid_points(cfg))} grid points" if cfg.grid else ""
     return f"{what}: {how}; {train}; {runs} seed(s){grid}."
-
-
-def _points(cfg: Config):
-    from .config import grid_points
-    return grid_points(cfg)
 
 
 def _reached(cfg: Config) -> int:
@@ -85,7 +80,7 @@ def heading(cfg, profile: str, params_file: Path) -> str:
     if profile != "paper" and isinstance(cfg, Config):
         try:
             paper = resolve(params_file, "paper")
-        except Exception:  # a file that only resolves in this profile: no paper values to show
+        except ConfigError:  # a file that only resolves in this profile: no paper values to show
             paper = None
     text = f"**{cfg.name}** ({profile} profile)"
     if isinstance(cfg, Config):

@@ -7,8 +7,8 @@ trained, nothing under results/ is moved; a missing or stale result is always sh
     collect(results, params_root, profile)          -> Results    what the profile holds
     claims(res, tolerance)                          -> [Claim]    every verdict, computed from the runs
     sections(res, claims, tolerance, figures_dir)   -> [Section]  claims first, then figures and tables
-    to_html(title, sections, base)                  -> str        a static page, links relative to `base`
-    to_markdown(sections, base)                     -> str        the same content as Markdown (RESULTS.md)
+    write_page(path, title, sections)               -> Path       index.html (page.py renders the blocks)
+    markdown_report(results, params_root, profile, out) -> str    the same content as Markdown (RESULTS.md)
 
 The page is built once as plain blocks (page.py: text, tables, figures, links to paths) and rendered twice,
 so the HTML page, the notebook and RESULTS.md cannot say different things.
@@ -22,7 +22,7 @@ from pathlib import Path
 from . import config as C
 from . import stats
 from .claims import Claim, accuracy_verdict, difference_verdict, reference_claims
-from .page import Badge, Figure, Link, Raw, Section, Table, Text, to_html, to_markdown, write_page  # noqa: F401
+from .page import Badge, Figure, Link, Raw, Section, Table, Text, to_markdown, write_page  # noqa: F401
 from .present import DATASETS, MODELS, describe
 
 # -- what one profile holds ------------------------------------------------------------------------------
@@ -142,26 +142,13 @@ def _experiment(res: Results, kind: str, path: Path) -> Experiment:
 
 
 def _run_result(results: Path, key: str, run: C.Run) -> RunResult:
-    from .runs import run_identity, status
-    folder = results / key / run.folder
-    source = None
-    if run.cfg.method == "ticket_check":  # a ticket check's identity holds the identity of the run it retrains
-        path = results / run.cfg.ticket_from / run.folder / "summary.json"
-        source = _read(path).get("identity") if path.is_file() else None
-    state = status(folder, run_identity(run.cfg, source))
-    summary = _read(folder / "summary.json") or None if state in ("done", "stale") else None
-    if summary is None and state in ("done", "stale"):
-        state = "missing"  # an unreadable summary is no result
-    return RunResult(run.folder, run.label, state, summary)
+    from .runs import state_of
+    return RunResult(run.folder, run.label, *state_of(results, key, run))
 
 
 def _read(path: Path) -> dict:
-    from .records import read_json
-    try:
-        data = read_json(path)
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    from .runs import _json_or_empty
+    return _json_or_empty(path)
 
 
 def _comparison(res: Results, path: Path) -> Comparison:

@@ -47,6 +47,10 @@ def update_readme(readme: Path, profile: str, **where) -> None:
     """Replace the generated block of the README (between its headline markers) with the current headline."""
     start, end = "<!-- headline:start -->", "<!-- headline:end -->"
     text = Path(readme).read_text()
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        from .config import ConfigError
+        raise ConfigError(f"{readme} needs one '{start}' line and one '{end}' line after it, where the "
+                          f"headline goes")
     before, rest = text.split(start, 1)
     _, after = rest.split(end, 1)
     write_atomic(readme, f"{before}{start}\n{headline_markdown(profile, **where)}\n{end}{after}")

@@ -212,7 +212,7 @@ def _render(target: Path, root: Path, profile: str, kind: str, name: str, experi
     nb = jupytext.read(source)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     parameters = batch_parameters(nb, str(experiment), profile, target.with_suffix(""), target.parents[1])
-    env = dict(DYNPRUNE_EVENTS=str(events_path), PYTHONWARNINGS="ignore", DYNPRUNE_BATCH="1")
+    env = dict(DYNPRUNE_EVENTS=str(events_path), PYTHONWARNINGS="ignore")
     with _output_to(log_path) as log, _environment(env), _device_slot(target, root, profile, kind, name, log):
         print(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} rendering {target}", flush=True)
         try:

@@ -70,6 +70,26 @@ def status(folder: Path, ident: dict) -> str:
     return "unfinished" if (folder / "identity.json").is_file() else "missing"
 
 
+def state_of(results: Path, key: str, run: Run) -> tuple[str, dict | None]:
+    """(state, summary) of one run of experiment `key` under `results`, read only: the summary of a done or
+    stale run, else None; an unreadable summary counts as missing (the report and `make status`)."""
+    folder = Path(results) / key / run.folder
+    source = None
+    if run.cfg.method == "ticket_check":  # its identity holds the identity of the run whose masks it retrains
+        source = _json_or_empty(Path(results) / run.cfg.ticket_from / run.folder / "summary.json").get("identity")
+    state = status(folder, run_identity(run.cfg, source))
+    summary = _json_or_empty(folder / "summary.json") or None if state in ("done", "stale") else None
+    return ("missing", None) if summary is None and state in ("done", "stale") else (state, summary)
+
+
+def _json_or_empty(path: Path) -> dict:
+    try:
+        data = records.read_json(path)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def _same_but_data(folder: Path, ident: dict) -> bool:
     """Where the data is not on this machine (a colleague's run folders, `make results` without
     DYNPRUNE_DATA) a finished run is judged by its parameters and code alone: stale means other code or

@@ -25,7 +25,7 @@ NOTEBOOK_RECIPE = re.compile(r"-m dynprune notebook\s+(?:--launch \S+\s+)?(\S+\.
 MAKE_CHATTER = re.compile(r"^make(\[\d+\])?: (\*\*\*|Target .* not remade|Nothing to be done|.*warning)")
 
 
-def _make(profile: str, jobs: int, launch: str, targets: list[str], *extra: str) -> list[str]:
+def _make(profile: str, launch: str, targets: list[str], *extra: str) -> tuple[list[str], dict]:
     env_free = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")  # we are not a make recipe for this make
     cmd = [os.environ.get("MAKE", "make"), "--no-print-directory", f"PROFILE={profile}", f"LAUNCH={launch}",
            *extra, *targets]
@@ -34,7 +34,7 @@ def _make(profile: str, jobs: int, launch: str, targets: list[str], *extra: str)
 
 def planned(profile: str, launch: str, targets: list[str]) -> list[str]:
     """The notebooks make would render now, in its order (a dry run)."""
-    cmd, env = _make(profile, 1, launch, targets, "-n", "-k")
+    cmd, env = _make(profile, launch, targets, "-n", "-k")
     out = subprocess.run(cmd, capture_output=True, text=True, env=env).stdout
     return [m.group(1) for m in NOTEBOOK_RECIPE.finditer(out)]
 
@@ -58,7 +58,7 @@ def run_session(profile: str, jobs: int, launch: str, only: str = "") -> int:
           f" ({jobs} at a time{', as Slurm jobs' if launch == 'slurm' else ''})", flush=True)
     code = 0
     if todo:
-        cmd, env = _make(profile, jobs, launch, todo, "-k", f"-j{jobs}", "-s")
+        cmd, env = _make(profile, launch, todo, "-k", f"-j{jobs}", "-s")
         env |= {"DYNPRUNE_SESSION": str(session.absolute())}
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         for line in proc.stdout:

@@ -25,18 +25,16 @@ def _rendering(lock: Path) -> bool:
 
 def run_states(results: Path, key: str, cfg) -> tuple[list[str], list[float], int]:
     """(state of every run, accuracies of the done ones, earlier results kept in stale/)."""
-    from .records import read_json
-    from .runs import run_identity, status
+    from .runs import state_of
     states, accuracies, kept = [], [], 0
     for run in C.runs_of(cfg):
-        folder = results / key / run.folder
-        source = results / (cfg.ticket_from or "-") / run.folder / "summary.json"
-        state = status(folder, run_identity(run.cfg, read_json(source).get("identity") if source.is_file() else None))
+        state, summary = state_of(results, key, run)
         states.append(state)
-        if state == "done":
-            accuracies.append(read_json(folder / "summary.json").get("test_accuracy"))
-        kept += len(list((folder / "stale").iterdir())) if (folder / "stale").is_dir() else 0
-    return states, [a for a in accuracies if a is not None], kept
+        if state == "done" and isinstance(summary.get("test_accuracy"), (int, float)):
+            accuracies.append(summary["test_accuracy"])
+        stale = results / key / run.folder / "stale"
+        kept += len(list(stale.iterdir())) if stale.is_dir() else 0
+    return states, accuracies, kept
 
 
 def experiment_state(results: Path, kind: str, name: str, path: Path, profile: str) -> tuple[str, str]:
@@ -62,7 +60,8 @@ def experiment_state(results: Path, kind: str, name: str, path: Path, profile: s
     if notebook.with_suffix(".failed.ipynb").is_file():
         return "failed", f"kept in {notebook.with_suffix('.failed.ipynb')}" + (f"; {detail}" if detail else "")
     if "stale" in states:
-        return "stale", f"{states.count('stale')} of {len(states)} runs made by other training code or parameters; {detail}"
+        return "stale", "; ".join(filter(None, [f"{states.count('stale')} of {len(states)} runs made by other training "
+                                                 f"code or parameters", detail]))
     if all(s == "done" for s in states) and notebook.is_file():
         return "done", detail
     done = states.count("done")

@@ -21,14 +21,14 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from dynprune import compare, plots, present
-from dynprune.config import resolve
+from dynprune.config import params_root as params_folder, resolve
 from dynprune.records import csv_text, json_text, write_atomic
 from dynprune.runner import batch_results, lab_run_dir, params_file
 
 cfg = resolve(params_file(experiment), profile, overrides)
 inputs_dir = Path(inputs_dir) if inputs_dir else batch_results(profile)
 run_dir = Path(run_dir) if run_dir else lab_run_dir("compare", profile, cfg.name)
-params_root = params_file(experiment).parent.parent
+params_root = params_folder(params_file(experiment))
 display(Markdown(present.heading(cfg, profile, params_file(experiment))))
 
 runs, missing = {}, []

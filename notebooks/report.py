@@ -19,7 +19,7 @@ inputs_dir = None              # where the runs are; None: results/<profile> (re
 from pathlib import Path
 
 from dynprune import report
-from dynprune.config import resolve
+from dynprune.config import params_root, resolve
 from dynprune.runner import batch_results, lab_run_dir, params_file
 
 cfg = resolve(params_file(experiment), profile, overrides)
@@ -27,7 +27,7 @@ inputs_dir = Path(inputs_dir) if inputs_dir else batch_results(profile)
 run_dir = Path(run_dir) if run_dir else lab_run_dir("report", profile, cfg.name)
 page = report.page_path(run_dir, inputs_dir, cfg.name)   # the batch page, or one inside run_dir
 base = report.notebook_base(run_dir, inputs_dir, cfg.name)
-results = report.collect(inputs_dir, params_file(experiment).parent.parent, profile)
+results = report.collect(inputs_dir, params_root(params_file(experiment)), profile)
 parts = [report.show(report.introduction(results), base)]
 
 # %% [markdown]
@@ -61,9 +61,9 @@ parts.append(report.show(report.export_section(results), base))
 
 # %% [markdown]
 # ## Every experiment
-# One row per experiment (per grid point with a grid), in three groups: the seed's, the later paper's and
-# this project's own. Hardware, profile and training code are stated once per table when every row shares
-# them. Within each grid experiment, every point is set against the first, with the interval of the
+# One row per experiment (per grid point with a grid), in four groups: the seed's, the later paper's,
+# Frankle & Carbin's and this project's own. Hardware, profile and training code are stated once per table
+# when every row shares them. Within each grid experiment, every point is set against the first, with the interval of the
 # difference.
 
 # %%
