@@ -244,14 +244,15 @@ def _verdict(groups: list[list[RunResult]], decide) -> str:
 
 def claims(res: Results, tolerance: float) -> list[Claim]:
     """Every claim the page checks: each published accuracy, then each comparison's (its stored reference
-    claims, dynamic pruning against IMP's cost, the winning-ticket verdict). Verdicts come from the runs."""
+    claims, dynamic pruning against IMP's cost, the winning-ticket verdict), those with finished runs first.
+    Verdicts come from the runs."""
     found = [accuracy_claim(exp, tolerance) for exp in _by_source(res)
              if exp.cfg is not None and exp.cfg.reported_accuracy is not None]
     comps = [comp for comp in res.comparisons.values() if comp.cfg is not None]
     found += [c for comp in comps for c in comparison_reference_claims(res, comp)]
     found += [c for comp in comps for c in cost_claims(res, comp, tolerance)]
     found += [c for comp in comps for c in ticket_claims(res, comp)]
-    return found
+    return sorted(found, key=lambda c: c.verdict.startswith("not run yet"))  # the claims with runs first
 
 
 def _by_source(res: Results) -> list[Experiment]:
@@ -433,7 +434,7 @@ def claims_section(res: Results, found: list[Claim], tolerance: float) -> Sectio
     rows = [[c.source, [_experiment_link(res, c.experiment), ": ", c.claim], c.published, c.ours,
              Badge(c.verdict, verdict_kind(c.verdict))] for c in found]
     return Section("What the sources claim, and what our runs say", [
-        Text([f"{len(found)} claims: {tally}." if found else "No claim to check: no parameter file has a "
+        Text([f"{len(found)} claims: {tally} (those with finished runs first)." if found else "No claim to check: no parameter file has a "
                                                              "published number."]),
         Text([f"**How a verdict is decided** — from the run folders, never typed. *ours*: test accuracy of the final "
               f"model, mean ± sample standard deviation over seeds (n, 95 % Student-t interval of the mean). A "
@@ -573,6 +574,8 @@ def _cost_panels(groups: dict[str, list[dict]]):
             ax.errorbar(x, s.mean, yerr=0 if s.low is None else s.high - s.mean, fmt="o", ms=6, capsize=4,
                         color=colours[method], label=f"{method} (n={s.n})")
         ax.set_xscale("log")
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, min(high, 100))  # one point autoscales past 100 %
         ax.set(title=name, xlabel="training FLOPs to find the network (log)", ylabel="test accuracy (%)")
         ax.legend(fontsize=8, loc="best")
     for ax in list(axes.flat)[len(groups):]:

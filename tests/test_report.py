@@ -201,6 +201,9 @@ def test_claims_come_first_with_verdicts_computed_from_the_runs(project):
     text = page(project, "quick")
     assert text.index('id="claims"') < text.index('id="figures"') < text.index('id="seed-experiments"')
     claims = text[text.index('id="claims"'):text.index('id="figures"')]
+    verdicts = badge(claims)
+    waiting = [v.startswith("not run yet") for v in verdicts]
+    assert any(waiting) and waiting == sorted(waiting), "claims with finished runs come before those without"
     row = row_of(claims, "dynamic_pruning/mnist_val")
     assert "99.49 %" in row and "91.00 (n=1)" in row and badge(row) == ["not comparable (quick profile)"]
     row = row_of(claims, "<code>dynamic_pruning/cifar10_noval</code>")
