@@ -55,6 +55,11 @@ def by_method(rows: list[dict]) -> dict[str, list[dict]]:
     return groups
 
 
+def reference_method(rows: list[dict]) -> str:
+    """What the other methods are set against: dynamic pruning when the comparison has it, else its first method."""
+    return "dynamic" if any(r["method"] == "dynamic" for r in rows) or not rows else rows[0]["method"]
+
+
 def method_table(rows: list[dict], reference: str = "dynamic") -> list[dict]:
     """Per method: accuracy (mean, sd, n, 95 % interval), its difference to `reference` (Welch), and costs."""
     groups = by_method(rows)

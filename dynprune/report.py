@@ -826,7 +826,7 @@ def comparison_sections(res: Results) -> list[Section]:
 
 
 def comparison_section(res: Results, comp: Comparison) -> Section:
-    from .compare import method_table
+    from .compare import method_table, reference_method
     link = link_or_text("rendered notebook", comp.notebook) if comp.rendered else "not rendered"
     blocks: list = []
     if comp.cfg is None:
@@ -835,7 +835,7 @@ def comparison_section(res: Results, comp: Comparison) -> Section:
     blocks.append(Text([(f"{comp.cfg.description} — " if comp.cfg.description else ""), "(", link, ")"]))
     rows = comparison_rows(res, comp)
     if rows:
-        reference = "dynamic" if any(r["method"] == "dynamic" for r in rows) else rows[0]["method"]
+        reference = reference_method(rows)
         blocks.append(Table(["method", "sparsity", "test accuracy (%)", f"vs {reference} (points)", "training FLOPs",
                              "wall time (s)"], method_rows(method_table(rows, reference)),
                             widths=(20, 9, 25, 22, 14, 10)))

@@ -44,8 +44,7 @@ display(Markdown("**Missing runs** (shown as missing, never filled in): " + (", 
 # %%
 rows = compare.comparison_rows([r for name in cfg.inputs for r in runs[name]])
 write_atomic(run_dir / "comparison.csv", csv_text(rows, compare.COLUMNS))
-reference = "dynamic" if any(r["method"] == "dynamic" for r in rows) else None
-table = compare.method_table(rows, reference or "dynamic")
+table = compare.method_table(rows, compare.reference_method(rows))
 display(Markdown(compare.method_markdown(table) if rows else "no finished run to compare yet"))
 
 # %% [markdown]
