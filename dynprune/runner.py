@@ -116,9 +116,16 @@ def headline(events: list[dict]) -> str:
     sparsity = [e["sparsity"] for e in events if e.get("sparsity") is not None]
     trained = [e for e in events if e["action"] != "reused"]
     epochs = sum(e["epochs"] for e in events)
-    text = f"test accuracy {sum(acc) / len(acc):.2f} %" + (f" (mean of {len(acc)} runs)" if len(acc) > 1 else "") \
-        if acc else "no accuracy"
-    text += f" at sparsity {sum(sparsity) / len(sparsity):.4f}" if sparsity else ""
+    points = {Path(e["folder"]).parent for e in events if e.get("folder")}
+    if len(points) > 1:  # a grid: a mean over its points would mean nothing (the notebook has each point)
+        text = (f"test accuracy {min(acc):.2f}–{max(acc):.2f} %" if acc else "no accuracy") \
+            + f" over {len(events)} runs at {len(points)} grid points" \
+            + (f", sparsity {min(sparsity):.4f}" + (f"–{max(sparsity):.4f}" if max(sparsity) > min(sparsity) else "")
+               if sparsity else "")
+    else:
+        text = f"test accuracy {sum(acc) / len(acc):.2f} %" + (f" (mean of {len(acc)} runs)" if len(acc) > 1 else "") \
+            if acc else "no accuracy"
+        text += f" at sparsity {sparsity[0]:.4f}" if sparsity else ""
     text += f"; {len(trained)} run(s) trained, {epochs} epochs" if trained else "; every run read from cache, 0 epochs"
     return text
 

@@ -234,3 +234,14 @@ def test_a_kernel_that_dies_leaves_a_failed_notebook_and_one_line(project):
     out = project / "results" / "paper" / "dynamic_pruning"
     assert (out / "tiny.failed.ipynb").is_file() and not (out / "tiny.running.ipynb").exists()
     assert not (out / "tiny.ipynb").exists()
+
+
+def test_the_terminal_line_of_a_grid_gives_its_range_not_a_mean_over_points():
+    from dynprune.runner import headline
+    seeds = [dict(folder=f"r/x/seed{k}", test_accuracy=a, sparsity=0.8, action="reused", epochs=0)
+             for k, a in ((1, 98.0), (2, 97.0))]
+    assert headline(seeds) == "test accuracy 97.50 % (mean of 2 runs) at sparsity 0.8000; every run read from cache, 0 epochs"
+    grid = [dict(folder=f"r/x/final_sparsity={s}/seed1", test_accuracy=a, sparsity=s, action="trained", epochs=15)
+            for s, a in ((0.5, 98.4), (0.98, 97.7))]
+    assert headline(grid) == ("test accuracy 97.70–98.40 % over 2 runs at 2 grid points, sparsity 0.5000–0.9800; "
+                              "2 run(s) trained, 30 epochs")
