@@ -178,14 +178,16 @@ def test_a_requeued_job_runs_again_and_the_wait_goes_on(slurm_cluster, tmp_path)
 @pytest.mark.slurm
 def test_ctrl_c_cancels_the_job(slurm_cluster, tmp_path):
     """make interrupted: the job must not go on writing results make has given up on."""
-    waiter = (f"from dynprune.slurm import submit_and_wait; from pathlib import Path\n"
+    # Ctrl-C as a terminal sends it: Python's own handler, whatever the test runner's worker set for SIGINT
+    waiter = (f"import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+              f"from dynprune.slurm import submit_and_wait; from pathlib import Path\n"
               f"submit_and_wait([{PY!r}, '-c', 'import time; time.sleep(60)'], job_name='dynprune:test/interrupted', "
               f"log=Path({str(tmp_path / 'i.log')!r}), cwd=Path({str(tmp_path)!r}), resources={{}})")
     process = subprocess.Popen([PY, "-c", waiter], env=slurm_cluster.env, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: squeue(slurm_cluster, "dynprune:test/interrupted")[1:] == ["RUNNING"])
         process.send_signal(signal.SIGINT)
-        assert "KeyboardInterrupt" in process.communicate(timeout=30)[1]
+        assert "KeyboardInterrupt" in process.communicate(timeout=90)[1]
         wait_for(lambda: not squeue(slurm_cluster, "dynprune:test/interrupted"), seconds=15)
     finally:
         process.kill()
