@@ -24,6 +24,7 @@ from . import stats
 from .claims import Claim, accuracy_verdict, difference_verdict, reference_claims
 from .page import Badge, Figure, Link, Raw, Section, Table, Text, to_markdown, write_page  # noqa: F401
 from .present import DATASETS, MODELS, describe
+from .records import read_json_or_empty
 
 # -- what one profile holds ------------------------------------------------------------------------------
 
@@ -146,15 +147,10 @@ def _run_result(results: Path, key: str, run: C.Run) -> RunResult:
     return RunResult(run.folder, run.label, *state_of(results, key, run))
 
 
-def _read(path: Path) -> dict:
-    from .runs import _json_or_empty
-    return _json_or_empty(path)
-
-
 def _comparison(res: Results, path: Path) -> Comparison:
     page = res.results / "compare" / f"{path.stem}.html"
     rendered = page.is_file() and page.with_suffix(".ipynb").is_file()
-    stored = _read(res.results / "compare" / path.stem / "summary.json") if rendered else {}
+    stored = read_json_or_empty(res.results / "compare" / path.stem / "summary.json") if rendered else {}
     try:
         cfg = C.resolve(path, res.profile)
     except C.ConfigError as e:
@@ -434,8 +430,8 @@ def claims_section(res: Results, found: list[Claim], tolerance: float) -> Sectio
     rows = [[c.source, [_experiment_link(res, c.experiment), ": ", c.claim], c.published, c.ours,
              Badge(c.verdict, verdict_kind(c.verdict))] for c in found]
     return Section("What the sources claim, and what our runs say", [
-        Text([f"{len(found)} claims: {tally} (those with finished runs first)." if found else "No claim to check: no parameter file has a "
-                                                             "published number."]),
+        Text([f"{len(found)} claims: {tally} (those with finished runs first)." if found
+              else "No claim to check: no parameter file has a published number."]),
         Text([f"**How a verdict is decided** — from the run folders, never typed. *ours*: test accuracy of the final "
               f"model, mean ± sample standard deviation over seeds (n, 95 % Student-t interval of the mean). A "
               f"published accuracy is *confirmed* when our 95 % interval lies above published − {tolerance:g} "
@@ -930,11 +926,10 @@ def sections(res: Results, found: list[Claim], tolerance: float, figures_dir: Pa
              skip: tuple[Path, ...] = ()) -> list[Section]:
     """The page in reading order; without `figures_dir`, no figure is drawn (RESULTS.md); `skip`: documents not
     to link (the file being written)."""
-    figures = figures_section(res, figures_dir)
+    figures, grid = figures_section(res, figures_dir), grid_differences(res)
     return [introduction(res), claims_section(res, found, tolerance), *([figures] if figures else []),
-            export_section(res), *experiment_sections(res), *filter(None, [grid_differences(res)]), *comparison_sections(res),
-            deviations_section(res),
-            notebooks_section(res, skip)]
+            export_section(res), *experiment_sections(res), *([grid] if grid else []), *comparison_sections(res),
+            deviations_section(res), notebooks_section(res, skip)]
 
 
 def title(profile: str) -> str:

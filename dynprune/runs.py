@@ -76,18 +76,11 @@ def state_of(results: Path, key: str, run: Run) -> tuple[str, dict | None]:
     folder = Path(results) / key / run.folder
     source = None
     if run.cfg.method == "ticket_check":  # its identity holds the identity of the run whose masks it retrains
-        source = _json_or_empty(Path(results) / run.cfg.ticket_from / run.folder / "summary.json").get("identity")
+        source = records.read_json_or_empty(Path(results) / run.cfg.ticket_from / run.folder / "summary.json").get(
+            "identity")
     state = status(folder, run_identity(run.cfg, source))
-    summary = _json_or_empty(folder / "summary.json") or None if state in ("done", "stale") else None
+    summary = records.read_json_or_empty(folder / "summary.json") or None if state in ("done", "stale") else None
     return ("missing", None) if summary is None and state in ("done", "stale") else (state, summary)
-
-
-def _json_or_empty(path: Path) -> dict:
-    try:
-        data = records.read_json(path)
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _same_but_data(folder: Path, ident: dict) -> bool:
@@ -96,15 +89,12 @@ def _same_but_data(folder: Path, ident: dict) -> bool:
     parameters, never "the data could not be looked at here"."""
     if ident["inputs"].get("data") != "missing":
         return False
-    try:
-        summary = records.read_json(folder / "summary.json")
-    except (OSError, ValueError):
+    claimed = records.read_json_or_empty(folder / "identity.json")
+    recorded = claimed.get("identity")
+    key = records.read_json_or_empty(folder / "summary.json").get("identity")
+    if not isinstance(recorded, dict) or key != claimed.get("key") or key != identity.key(recorded):
         return False
-    claimed = _claimed(folder)
-    recorded = claimed.get("identity") if isinstance(claimed, dict) else None
-    if not isinstance(recorded, dict) or not isinstance(summary, dict) or claimed.get("key") != summary.get("identity") \
-            or claimed.get("key") != identity.key(recorded):
-        return False
+
     def without_data(i: dict) -> dict:
         return i | {"inputs": {k: v for k, v in (i.get("inputs") or {}).items() if k != "data"}}
     return identity.key(without_data(recorded)) == identity.key(without_data(ident))

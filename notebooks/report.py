@@ -63,8 +63,8 @@ parts.append(report.show(report.export_section(results), base))
 # ## Every experiment
 # One row per experiment (per grid point with a grid), in four groups: the seed's, the later paper's,
 # Frankle & Carbin's and this project's own. Hardware, profile and training code are stated once per table
-# when every row shares them. Within each grid experiment, every point is set against the first, with the interval of the
-# difference.
+# when every row shares them. Within each grid experiment, every point is set against the first, with the
+# interval of the difference.
 
 # %%
 for section in report.experiment_sections(results):
