@@ -56,7 +56,7 @@ FORCE:
 
 # Two test processes of one thread each (the suite is sized for two cores); the slowest tests are listed last.
 test: $(SETUP)
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --durations=12
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist worksteal --durations=12
 
 bench: $(SETUP)
 	$(PY) -m dynprune.bench --out results/bench.json

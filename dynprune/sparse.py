@@ -23,6 +23,7 @@ import math
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -92,8 +93,7 @@ class SparseLayer(nn.Module):
             return F.linear(x, self.weight, self.bias)  # exactly what nn.Linear does
         if sparse and x.shape[0] == 1:  # one sample: CSR matrix-vector product, MKL with int32 indices
             return (torch.mv(self.csr, x[0]) if self.bias is None else torch.addmv(self.bias, self.csr, x[0]))[None]
-        xt = x.t()  # y^T = W x^T needs x^T row-major: free when the previous layer was a sparse Linear
-        xt = xt if xt.is_contiguous() else xt.contiguous()
+        xt = _row_major(x.t())  # y^T = W x^T needs x^T row-major: free when the previous layer was a sparse Linear
         y = self._mm(xt) if sparse else torch.mm(self.weight, xt)
         return self._add_bias(y).t()
 
@@ -120,6 +120,17 @@ class SparseLayer(nn.Module):
         return y.transpose(0, 1).contiguous()  # NCHW again: BatchNorm and dense convs are fastest on it
 
 
+def _row_major(t: torch.Tensor) -> torch.Tensor:
+    """`t` as a row-major tensor. Copying a transposed (256, 784) float32 input took torch's .contiguous()
+    1.5-2x as long as numpy's transposing copy (one thread), and it was a quarter of the whole sparse
+    LeNet-300-100's time at batch 256."""
+    if t.is_contiguous():
+        return t
+    if t.dim() == 2 and t.dtype == torch.float32 and not t.requires_grad:
+        return torch.from_numpy(np.ascontiguousarray(t.numpy()))
+    return t.contiguous()
+
+
 def _csr(weight: torch.Tensor) -> torch.Tensor:
     """The weight as a (rows, fan-in) CSR matrix with int32 indices (MKL's own: int64 ones cost a copy)."""
     with warnings.catch_warnings():  # "CSR support is in beta", once per process: not the user's concern
@@ -140,8 +151,15 @@ def _eligible(layer: nn.Module) -> bool:
 # -- timing -------------------------------------------------------------------------------------------
 
 def _median_s(fn, x, threads: int, min_time: float) -> float:
+    """Seconds per call: the median of three `torch.utils.benchmark` blocks that together last about
+    `min_time`, or one call when a call alone lasts that long. (`blocked_autorange` sizes its blocks to
+    ~10 ms at least whatever `min_time` says, which made the export of a small run cost seconds.)"""
     timer = Timer("fn(x)", globals={"fn": fn, "x": x}, num_threads=threads)
-    return timer.blocked_autorange(min_run_time=min_time).median
+    once = timer.timeit(1).median  # after two warm-up calls
+    if once >= min_time:
+        return once
+    number = max(1, int(min_time / 3 / once))
+    return sorted(timer.timeit(number).median for _ in range(3))[1]
 
 
 def _race(fns: dict, x: torch.Tensor, threads: int, min_time: float, rounds: int) -> dict[str, list[float]]:
@@ -207,8 +225,8 @@ def export(model: nn.Module, masks: dict[str, torch.Tensor], arch: dict, folder:
     `masks` maps prunable weight names (as `prunable_weights` gives them) to 0/1 tensors; the weights are
     multiplied by them before export; weights without a mask, biases and BatchNorm are stored dense.
     `arch` holds the kwargs of `build_model`. With `choose`, every masked layer is timed dense vs sparse
-    at its input shape at batch 256 and 1 (one thread, `min_time` s per median, 12 medians per layer:
-    about 10 s for LeNet-300-100, 2-3 min for a full-width ResNet-18) and keeps a plan for each: at
+    at its input shape at batch 256 and 1 (one thread, about `min_time` s per median, 12 medians per
+    layer, at least 3 calls each: longer where one call lasts longer than min_time) and keeps a plan for each: at
     batch 256 sparse kernels can win (the work shrinks with the density), at batch 1 the per-call cost
     of the sparse path (~10 us) often outweighs it, and one plan for both would lose one or the other.
     Without `choose` every masked layer runs sparse (deterministic: for tests, or where timing means
@@ -349,6 +367,11 @@ def load(path: Path, *, fp16: bool = False) -> nn.Module:
         if "sparse" in plan or (any_sparse_linear and isinstance(module, nn.Linear)):
             parent, _, child = name.rpartition(".")
             setattr(modules[parent], child, SparseLayer(module, *plan, last=name == linears[-1]))
+    for seq in model.modules():  # a SparseLayer's output is a fresh tensor: the ReLU after it may overwrite it
+        if isinstance(seq, nn.Sequential):
+            for before, after in zip(seq, list(seq)[1:]):
+                if isinstance(before, SparseLayer) and isinstance(after, nn.ReLU):
+                    after.inplace = True
     return model.requires_grad_(False).eval()
 
 
@@ -384,10 +407,10 @@ def measure(model_dense: nn.Module, exported_folder: Path, example: torch.Tensor
 
     Dense size: the safetensors file of the dense fp32 state dict (what an unpruned export would be;
     torch.save's zip of the same state is 0.1 % bigger). Speed: `rounds` rounds, each timing dense then
-    export (median of `torch.utils.benchmark` blocks of at least `min_time` s) at batch 1 (latency) and
+    export (`_median_s`: `torch.utils.benchmark` blocks lasting about `min_time` s) at batch 1 (latency) and
     batch 256 (throughput; `example` rows repeated), `threads` threads. Ratios are dense / export per
     round, their median and range reported: > 1 means the export wins. Takes about 2 x rounds x
-    (2 x min_time + 4 forwards at batch 256): 5-15 s for LeNet, 2 min for a full-width ResNet-18."""
+    (2 x min_time + 6 forwards at batch 256)."""
     from safetensors.torch import save as to_bytes
     folder = Path(exported_folder)
     was_training = model_dense.training

@@ -19,7 +19,7 @@ from dynprune.train import train
 from conftest import in_memory_data, make_mnist, tiny_config
 
 COMMAND = [sys.executable, "-m", "dynprune", "train", "--dataset", "mnist", "--model", "lenet_300_100", "--init",
-           "kaiming_fan_in", "--epochs", "8", "--batch-size", "16", "--lr", "0.05", "--final-sparsity", "0.9",
+           "kaiming_fan_in", "--epochs", "4", "--batch-size", "16", "--lr", "0.05", "--final-sparsity", "0.9",
            "--val-fraction", "0.1", "--no-download", "--device", "cpu", "--rotation", "10"]
 
 

@@ -129,6 +129,8 @@ def test_two_makes_of_the_same_target_leave_one_intact_result_and_one_clear_line
 
 def test_hostile_file_names_and_values_never_become_make_or_shell_syntax(project, tmp_path):
     marker = project / "PWNED"  # make runs in the project folder: a command smuggled in would create it there
+    for name in ("a", "b"):  # nothing here needs a training run: only the hostile files are rendered
+        (project / "params" / "dynamic_pruning" / f"{name}.yaml").unlink()
     ticket = project / "params" / "ticket"
     ticket.mkdir()
     (ticket / "x;touch${IFS}PWNED;.yaml").write_text("method: ticket_check\nticket_from: dynamic_pruning/a\n")
