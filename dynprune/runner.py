@@ -122,10 +122,16 @@ def headline(events: list[dict]) -> str:
             + f" over {len(events)} runs at {len(points)} grid points" \
             + (f", sparsity {min(sparsity):.4f}" + (f"–{max(sparsity):.4f}" if max(sparsity) > min(sparsity) else "")
                if sparsity else "")
+    elif any(e.get("variants") for e in events):  # a ticket check: one accuracy per way of training the mask
+        names = list(next(e["variants"] for e in events if e.get("variants")))
+        means = {v: [e["variants"][v] for e in events if (e.get("variants") or {}).get(v) is not None] for v in names}
+        text = "test accuracy " + ", ".join(f"{v} {sum(a) / len(a):.2f} %" for v, a in means.items() if a) \
+            + (f" (means of {len(events)} runs)" if len(events) > 1 else "")
     else:
         text = f"test accuracy {sum(acc) / len(acc):.2f} %" + (f" (mean of {len(acc)} runs)" if len(acc) > 1 else "") \
             if acc else "no accuracy"
-        text += f" at sparsity {sparsity[0]:.4f}" if sparsity else ""
+    if len(points) <= 1 and sparsity:
+        text += f" at sparsity {sparsity[0]:.4f}"
     text += f"; {len(trained)} run(s) trained, {epochs} epochs" if trained else "; every run read from cache, 0 epochs"
     return text
 

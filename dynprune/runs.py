@@ -134,7 +134,7 @@ def _event(outcome: Outcome) -> None:
     if path:
         s = outcome.summary
         line = dict(folder=str(outcome.folder), action=outcome.action, epochs=outcome.epochs_trained,
-                    test_accuracy=s.get("test_accuracy"), sparsity=s.get("sparsity"))
+                    test_accuracy=s.get("test_accuracy"), sparsity=s.get("sparsity"), variants=s.get("variants"))
         with open(path, "a") as f:
             f.write(json.dumps(line) + "\n")
 

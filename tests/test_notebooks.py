@@ -42,8 +42,17 @@ def project(tmp_path) -> Path:
     return tmp_path
 
 
-def test_dynamic_pruning_notebook_renders_a_complete_run(project):
-    proc = render(project, "results/paper/dynamic_pruning/tiny.ipynb", project / "data")
+def test_dynamic_pruning_notebook_renders_a_complete_run_whatever_its_parameters_cell_saved(project, tmp_path):
+    """JupyterLab saves the parameters cell into notebooks/*.py; the batch renderer injects every variable."""
+    notebooks = tmp_path / "notebooks"
+    shutil.copytree(PROJECT / "notebooks", notebooks)
+    source = notebooks / "dynamic_pruning.py"
+    text = source.read_text()
+    assert "overrides = {}" in text
+    source.write_text(text.replace("overrides = {}", 'overrides = {"epochs": 1}')
+                      .replace('profile = "quick"', 'profile = "quick"  # saved from the lab'))
+    proc = render(project, "results/paper/dynamic_pruning/tiny.ipynb", project / "data",
+                  extra_env={"DYNPRUNE_NOTEBOOKS": str(notebooks)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = project / "results" / "paper" / "dynamic_pruning"
     assert (out / "tiny.ipynb").is_file() and (out / "tiny.html").is_file()
@@ -52,7 +61,8 @@ def test_dynamic_pruning_notebook_renders_a_complete_run(project):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["sparsity"] == round(0.7 * summary["prunable_weights"]) / summary["prunable_weights"]
     assert summary["target_sparsity"] == 0.7 and summary["pruned_but_nonzero"] == 0
-    assert 30 < summary["test_accuracy"] <= 100 and summary["epochs"] == 3 and summary["profile"] == "paper"
+    assert 30 < summary["test_accuracy"] <= 100 and summary["profile"] == "paper"
+    assert summary["epochs"] == 3 and summary["params"]["epochs"] == 3  # the file's own epochs, not the saved 1
     assert summary["params"]["name"] == "tiny" and summary["train_seconds"] > 0
     rows = list(csv.DictReader(open(run / "history.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
@@ -142,22 +152,6 @@ def test_every_notebook_is_a_parameterized_percent_script():
         assert set(batch_parameters(nb, "x", "paper", Path("r"), Path("i"))) >= {"experiment", "profile", "overrides", "run_dir"}
 
 
-def test_values_saved_in_the_parameters_cell_never_reach_a_batch_run(project, tmp_path):
-    """JupyterLab saves the parameters cell into notebooks/*.py; the batch renderer injects every variable."""
-    notebooks = tmp_path / "notebooks"
-    shutil.copytree(PROJECT / "notebooks", notebooks)
-    source = notebooks / "dynamic_pruning.py"
-    text = source.read_text()
-    assert "overrides = {}" in text
-    source.write_text(text.replace("overrides = {}", 'overrides = {"epochs": 1}')
-                      .replace('profile = "quick"', 'profile = "quick"  # saved from the lab'))
-    proc = render(project, "results/paper/dynamic_pruning/tiny.ipynb", project / "data",
-                  extra_env={"DYNPRUNE_NOTEBOOKS": str(notebooks)})
-    assert proc.returncode == 0, proc.stdout[-2000:]
-    summary = json.loads((project / "results/paper/dynamic_pruning/tiny/seed42/summary.json").read_text())
-    assert summary["epochs"] == 3 and summary["params"]["epochs"] == 3  # the file's own epochs, not the saved 1
-
-
 def test_lottery_ticket_and_compare_notebooks_render_a_comparison(project):
     base = TINY.replace("val_fraction: 0.2\n", "val_fraction: 0.0\nseeds: [1, 2]\nrewind_step: 5\n")
     params = project / "params"
@@ -245,3 +239,11 @@ def test_the_terminal_line_of_a_grid_gives_its_range_not_a_mean_over_points():
             for s, a in ((0.5, 98.4), (0.98, 97.7))]
     assert headline(grid) == ("test accuracy 97.70–98.40 % over 2 runs at 2 grid points, sparsity 0.5000–0.9800; "
                               "2 run(s) trained, 30 epochs")
+
+
+def test_the_terminal_line_of_a_ticket_check_gives_each_variants_accuracy():
+    from dynprune.runner import headline
+    runs = [dict(folder=f"r/t/seed{k}", test_accuracy=None, sparsity=0.8, action="trained", epochs=12,
+                 variants={"rewind_init": a, "reinit": b}) for k, a, b in ((1, 98.0, 97.0), (2, 97.0, 96.0))]
+    assert headline(runs) == ("test accuracy rewind_init 97.50 %, reinit 96.50 % (means of 2 runs) at sparsity 0.8000; "
+                              "2 run(s) trained, 24 epochs")
