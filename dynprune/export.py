@@ -10,13 +10,9 @@ A run exports itself when it finishes (a short measurement, so a batch of runs i
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import torch
-
-# torch.utils.benchmark imports cpp_extension, which warns about CUDA_HOME on machines without CUDA: noise here.
-logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 from . import sparse
 from .store import write_atomic

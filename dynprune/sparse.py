@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import time
 import warnings
 from pathlib import Path
 
@@ -27,7 +28,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.benchmark import Timer
 
 from . import store
 from .models import build_model
@@ -151,15 +151,28 @@ def _eligible(layer: nn.Module) -> bool:
 # -- timing -------------------------------------------------------------------------------------------
 
 def _median_s(fn, x, threads: int, min_time: float) -> float:
-    """Seconds per call: the median of three `torch.utils.benchmark` blocks that together last about
-    `min_time`, or one call when a call alone lasts that long. (`blocked_autorange` sizes its blocks to
-    ~10 ms at least whatever `min_time` says, which made the export of a small run cost seconds.)"""
-    timer = Timer("fn(x)", globals={"fn": fn, "x": x}, num_threads=threads)
-    once = timer.timeit(1).median  # after two warm-up calls
-    if once >= min_time:
-        return once
-    number = max(1, int(min_time / 3 / once))
-    return sorted(timer.timeit(number).median for _ in range(3))[1]
+    """Seconds per call on `threads` threads, after one warm-up call: one call when a call alone lasts
+    `min_time`, else the median of three blocks of calls that together last about `min_time`. (This is
+    torch.utils.benchmark's blocked_autorange without its ~10 ms minimum block, which made the timing of a
+    small layer cost 20 ms per median, and the export of a tiny run seconds.)"""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        fn(x)
+        start = time.perf_counter()
+        fn(x)
+        once = time.perf_counter() - start
+        if once >= min_time:
+            return once
+        number, blocks = max(1, int(min_time / 3 / once)), []
+        for _ in range(3):
+            start = time.perf_counter()
+            for _ in range(number):
+                fn(x)
+            blocks.append((time.perf_counter() - start) / number)
+        return sorted(blocks)[1]
+    finally:
+        torch.set_num_threads(saved)
 
 
 def _race(fns: dict, x: torch.Tensor, threads: int, min_time: float, rounds: int) -> dict[str, list[float]]:
@@ -407,7 +420,7 @@ def measure(model_dense: nn.Module, exported_folder: Path, example: torch.Tensor
 
     Dense size: the safetensors file of the dense fp32 state dict (what an unpruned export would be;
     torch.save's zip of the same state is 0.1 % bigger). Speed: `rounds` rounds, each timing dense then
-    export (`_median_s`: `torch.utils.benchmark` blocks lasting about `min_time` s) at batch 1 (latency) and
+    export (`_median_s`: blocks of calls lasting about `min_time` s) at batch 1 (latency) and
     batch 256 (throughput; `example` rows repeated), `threads` threads. Ratios are dense / export per
     round, their median and range reported: > 1 means the export wins. Takes about 2 x rounds x
     (2 x min_time + 6 forwards at batch 256)."""
