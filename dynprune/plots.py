@@ -120,16 +120,31 @@ def imp_levels(levels_by_run: dict[str, list[dict]]):
 
 
 def _grouped(rows: list[dict], x: str):
-    """(method, mean of `x`, mean accuracy, its 95 % half-interval) per method."""
+    """(method, mean of `x`, mean accuracy, its 95 % half-interval, runs) per method."""
     from .compare import by_method
     for method, rs in by_method(rows).items():
         mean, half = _mean_ci([r["test_accuracy"] for r in rs])
-        yield method, sum(r[x] for r in rs) / len(rs), mean, half
+        yield method, sum(r[x] or 0 for r in rs) / len(rs), mean, half, len(rs)
+
+
+def cost_panel(ax, rows: list[dict], key: str, xlabel: str, colours: dict[str, str] | None = None) -> None:
+    """One point per method: mean test accuracy (95 % interval) against the mean cost `key`, on a log axis.
+    `colours` (method -> colour) keeps a method's colour, and the order of the legend, across panels."""
+    points = list(_grouped(rows, key))
+    if colours:
+        points.sort(key=lambda p: list(colours).index(p[0]) if p[0] in colours else len(colours))
+    for i, (method, x, y, err, n) in enumerate(points):
+        ax.errorbar(x, y, yerr=err, fmt="o", ms=6, capsize=4, color=(colours or {}).get(method, f"C{i % 10}"),
+                    label=f"{method} (n={n})")
+    _log_x(ax)
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, min(high, 100))  # one point autoscales past 100 %
+    ax.set(xlabel=xlabel)
 
 
 def accuracy_vs_sparsity(rows: list[dict], runs: list[dict]):
     fig, ax = plt.subplots(figsize=(7.5, 4))
-    for i, (method, x, y, err) in enumerate(_grouped(rows, "sparsity")):
+    for i, (method, x, y, err, _) in enumerate(_grouped(rows, "sparsity")):
         ax.errorbar(x, y, yerr=err, fmt="o", capsize=4, color=f"C{i % 10}", label=method)
         if method == "dense":
             ax.axhline(y, color=f"C{i % 10}", lw=1, ls=":")
@@ -152,10 +167,7 @@ def accuracy_vs_cost(rows: list[dict]):
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
     for ax, key, label in ((axes[0], "train_seconds", "training wall time (s)"),
                            (axes[1], "train_flops", "training FLOPs (dense kernels)")):
-        for i, (method, x, y, err) in enumerate(_grouped(rows, key)):
-            ax.errorbar(x, y, yerr=err, fmt="o", capsize=4, color=f"C{i % 10}", label=method)
-        _log_x(ax)
-        ax.set(xlabel=label)
+        cost_panel(ax, rows, key, label)
     axes[0].set_ylabel("test accuracy (%)")
     _legend(axes[1], entries=10)
     fig.suptitle("accuracy against the cost of finding the sparse network (mean, 95 % interval)")

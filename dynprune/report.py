@@ -557,22 +557,14 @@ def cost_figure(res: Results, folder: Path) -> Figure | None:
 
 def _cost_panels(groups: dict[str, list[dict]]):
     from . import plots  # the one figure style comes with it
-    from .compare import by_method
     labels = sorted({r["method"] for rows in groups.values() for r in rows}, key=_method_order)
     colours = {label: f"C{i % 10}" for i, label in enumerate(labels)}
     cols = min(2, len(groups))
     nrows = -(-len(groups) // cols)
     fig, axes = plots.plt.subplots(nrows, cols, figsize=(6.2 * cols, 4.0 * nrows), squeeze=False)
     for ax, (name, rows) in zip(axes.flat, groups.items()):
-        for method, rs in sorted(by_method(rows).items(), key=lambda kv: _method_order(kv[0])):
-            s = stats.summarize([r["test_accuracy"] for r in rs])
-            x = statistics.fmean(r["train_flops"] or 0 for r in rs)
-            ax.errorbar(x, s.mean, yerr=0 if s.low is None else s.high - s.mean, fmt="o", ms=6, capsize=4,
-                        color=colours[method], label=f"{method} (n={s.n})")
-        ax.set_xscale("log")
-        low, high = ax.get_ylim()
-        ax.set_ylim(low, min(high, 100))  # one point autoscales past 100 %
-        ax.set(title=name, xlabel="training FLOPs to find the network (log)", ylabel="test accuracy (%)")
+        plots.cost_panel(ax, rows, "train_flops", "training FLOPs to find the network (log)", colours)
+        ax.set(title=name, ylabel="test accuracy (%)")
         ax.legend(fontsize=8, loc="best")
     for ax in list(axes.flat)[len(groups):]:
         ax.axis("off")
