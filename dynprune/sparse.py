@@ -39,6 +39,7 @@ SMALL_BATCH = 16        # batches below this use the plan timed at batch 1, othe
 REDUCE_FROM = 128       # columns from which the SpMM-reduce kernel beats MKL's torch.mm (256: yes, 64: no)
 CHUNK = 1 << 21         # im2col chunk: at most this many floats (8 MB) per column matrix
 NOISE = 0.05            # sparse must be this much faster than dense to be chosen: a tie stays dense
+CLEAR = 2.0             # a first timing round with sparse this many times slower (or faster) decides alone
 
 
 class ExportError(store.StoreError):
@@ -150,7 +151,7 @@ def _eligible(layer: nn.Module) -> bool:
 
 # -- timing -------------------------------------------------------------------------------------------
 
-def _median_s(fn, x, threads: int, min_time: float) -> float:
+def _median_s(fn, x, threads: int, min_time: float, warm_up: bool = True) -> float:
     """Seconds per call on `threads` threads, after one warm-up call: one call when a call alone lasts
     `min_time`, else the median of three blocks of calls that together last about `min_time`. (This is
     torch.utils.benchmark's blocked_autorange without its ~10 ms minimum block, which made the timing of a
@@ -158,7 +159,8 @@ def _median_s(fn, x, threads: int, min_time: float) -> float:
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        fn(x)
+        if warm_up:
+            fn(x)
         start = time.perf_counter()
         fn(x)
         once = time.perf_counter() - start
@@ -175,14 +177,17 @@ def _median_s(fn, x, threads: int, min_time: float) -> float:
         torch.set_num_threads(saved)
 
 
-def _race(fns: dict, x: torch.Tensor, threads: int, min_time: float, rounds: int) -> dict[str, list[float]]:
-    """Seconds per call of each fn, `rounds` medians each, interleaved (A B A B) so that a burst of load
-    from other processes hits both sides."""
+def _race(fns: dict, x: torch.Tensor, threads: int, min_time: float, rounds: int,
+          settled=lambda times: False) -> dict[str, list[float]]:
+    """Seconds per call of each fn, up to `rounds` medians each (fewer once `settled(times)` says so),
+    interleaved (A B A B) so that a burst of load from other processes hits both sides."""
     times = {name: [] for name in fns}
     with torch.inference_mode():
-        for _ in range(rounds):
-            for name, fn in fns.items():
-                times[name].append(_median_s(fn, x, threads, min_time))
+        for round_ in range(rounds):
+            for name, fn in fns.items():  # warmed up in the first round
+                times[name].append(_median_s(fn, x, threads, min_time, warm_up=round_ == 0))
+            if settled(times):
+                break
     return times
 
 
@@ -190,13 +195,17 @@ def _choose(layer: nn.Module, in_shape: list[int], min_time: float, rounds: int 
     """(large, small, timings): per batch size, sparse only if it beat dense by more than NOISE in the
     median round. Each round times dense and sparse back to back, so their ratio is fairly immune to load
     from other processes (which moved single timings by +-30 % on a shared machine), and the median
-    ignores one round spoiled anyway; a close call stays dense."""
+    ignores one round spoiled anyway; a close call stays dense. A first round that is off by more than
+    CLEAR either way settles it alone (the export of a small ResNet spent most of its time re-timing
+    convolutions whose sparse form was several times slower)."""
     sparse = SparseLayer(layer, "sparse", "sparse")
     plans, timings = {}, {}
+    clear = lambda t: not CLEAR > t["sparse"][0] / t["dense"][0] > 1 / CLEAR  # noqa: E731
     for batch in (256, 1):
         x = torch.randn(batch, *in_shape)  # the kernels' speed does not depend on the values
-        t = _race({"dense": layer, "sparse": sparse}, x, threads=1, min_time=min_time, rounds=rounds)
-        ratio = sorted(s / d for s, d in zip(t["sparse"], t["dense"]))[rounds // 2]
+        t = _race({"dense": layer, "sparse": sparse}, x, threads=1, min_time=min_time, rounds=rounds, settled=clear)
+        ratios = sorted(s / d for s, d in zip(t["sparse"], t["dense"]))
+        ratio = ratios[len(ratios) // 2]
         plans[batch] = "sparse" if ratio < 1 - NOISE else "dense"
         timings[f"batch_{batch}"] = {"dense_us": [round(v * 1e6, 1) for v in t["dense"]],
                                      "sparse_us": [round(v * 1e6, 1) for v in t["sparse"]],
