@@ -9,9 +9,11 @@ sparse executors. `measure` reports size and speed against the dense model.
 
 Kernels (torch 2.14 CPU, one thread, measured on the lab's AMD EPYC): a layer is computed as
 W_csr @ X^T with X^T row-major, the only layout torch's CSR kernels are fast with (COO, dense @ CSR,
-F.linear with a CSR weight and CSR @ a transposed view were 2-10x slower). From 128 columns on, the
-SpMM-reduce kernel (`torch.sparse.mm(csr, dense, "sum")`) beats MKL's `torch.mm` (1.1-1.5x at 256);
-below that MKL wins, and one sample uses MKL's `addmv`. CSR indices are int32, MKL's own (int64 ones cost
+F.linear with a CSR weight and CSR @ a transposed view were 2-10x slower). From 128 columns on, each
+output row is summed from the rows of X^T its weights keep, with `F.embedding_bag` (mode "sum", the
+weights as per-sample weights): bit for bit what torch's SpMM-reduce kernel (`torch.sparse.mm(csr, dense,
+"sum")`) gives, and 1.3-1.5x faster than it at 256 columns, which in turn beats MKL's `torch.mm` there
+(1.1-1.5x); below 128 columns MKL wins, and one sample uses MKL's `addmv`. CSR indices are int32, MKL's own (int64 ones cost
 a conversion per call, 1.5x at batch 1). Convolutions are im2col + the same product, the batch split so
 that a column matrix holds at most 8 MB: a ResNet-18 stage-1 layer's would be 600 MB at batch 256.
 """
@@ -36,7 +38,7 @@ from .pruning import prunable_weights
 WEIGHTS, WEIGHTS_FP16, DESCRIPTION = "model.safetensors", "model.fp16.safetensors", "model.json"
 KIND = "dynprune.sparse_export"
 SMALL_BATCH = 16        # batches below this use the plan timed at batch 1, others the one timed at batch 256
-REDUCE_FROM = 128       # columns from which the SpMM-reduce kernel beats MKL's torch.mm (256: yes, 64: no)
+REDUCE_FROM = 128       # columns from which summing rows (embedding_bag) beats MKL's torch.mm (256: yes, 64: no)
 CHUNK = 1 << 21         # im2col chunk: at most this many floats (8 MB) per column matrix
 NOISE = 0.05            # sparse must be this much faster than dense to be chosen: a tie stays dense
 CLEAR = 2.0             # a first timing round with sparse this many times slower (or faster) decides alone
@@ -82,8 +84,9 @@ class SparseLayer(nn.Module):
         return y.contiguous() if self.last else y
 
     def _mm(self, cols: torch.Tensor) -> torch.Tensor:
-        if cols.shape[1] >= REDUCE_FROM:
-            return torch.sparse.mm(self.csr, cols, "sum")
+        if cols.shape[1] >= REDUCE_FROM:  # row r of W @ cols: the weighted sum of the rows of cols it keeps
+            return F.embedding_bag(self.csr.col_indices(), cols, self.csr.crow_indices(), mode="sum",
+                                   per_sample_weights=self.csr.values(), include_last_offset=True)
         return torch.mm(self.csr, cols)
 
     def _add_bias(self, y: torch.Tensor) -> torch.Tensor:
