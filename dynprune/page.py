@@ -37,6 +37,7 @@ class Table:
     header: list[str]
     rows: list[list]
     widths: tuple = ()     # per column, in per cent of the page (HTML only)
+    folded: str = ""       # HTML only: the table folded away behind this line, for the reader who wants it
 
 
 @dataclass
@@ -171,8 +172,9 @@ def _table_html(t: Table, base: Path) -> str:
     cols = "".join(f'<col style="width:{w}%">' for w in t.widths)
     head = "".join(f"<th>{html.escape(h)}</th>" for h in t.header)
     body = "".join("<tr>" + "".join(f"<td>{_inline_html(c, base)}</td>" for c in row) + "</tr>" for row in t.rows)
-    return (f'<div class="table"><table><colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead>'
-            f"<tbody>{body}</tbody></table></div>")
+    table = (f'<div class="table"><table><colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead>'
+             f"<tbody>{body}</tbody></table></div>")
+    return f"<details><summary>{html.escape(t.folded)}</summary>{table}</details>" if t.folded else table
 
 
 STYLE = """
@@ -204,6 +206,7 @@ tbody tr:nth-child(even) { background: #fbfbfc; }
 figure { margin: 1.4em 0; }
 img { max-width: 100%; height: auto; display: block; }
 .raw table { table-layout: auto; }
+summary { cursor: pointer; color: #0b5cad; margin: .6em 0; }
 """
 
 

@@ -201,6 +201,9 @@ def test_claims_come_first_with_verdicts_computed_from_the_runs(project):
     text = page(project, "quick")
     assert text.index('id="claims"') < text.index('id="figures"') < text.index('id="seed-experiments"')
     claims = text[text.index('id="claims"'):text.index('id="figures"')]
+    assert "<details><summary>The " in claims  # a smoke test decides nothing: its claims are folded away
+    paper = page(project, "paper")
+    assert "<details>" not in paper[paper.index('id="claims"'):paper.index('id="figures"')]
     verdicts = badge(claims)
     waiting = [v.startswith("not run yet") for v in verdicts]
     assert any(waiting) and waiting == sorted(waiting), "claims with finished runs come before those without"
