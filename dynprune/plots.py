@@ -4,7 +4,7 @@ run); epochs are whole numbers on every axis; legends move beside the plot when 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator, NullFormatter, PercentFormatter
+from matplotlib.ticker import LogFormatterSciNotation, LogLocator, MaxNLocator, NullFormatter, PercentFormatter
 
 from . import stats
 
@@ -28,9 +28,16 @@ def _whole_epochs(ax) -> None:
 
 
 def _log_x(ax) -> None:
+    """A log x axis labelled at powers of ten, and where the data span less than a decade (so that maybe no
+    power of ten is in view) at a few steps between them; all minor labels at once are what overlaps."""
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(LogFormatterSciNotation())
-    ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels on a log axis are what overlaps
+    low, high = ax.get_xlim()
+    if high / low < 10:
+        ax.xaxis.set_minor_locator(LogLocator(subs=range(2, 10) if high / low < 3 else (2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(LogFormatterSciNotation(labelOnlyBase=False))
+    else:
+        ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _mean_ci(values: list[float]) -> tuple[float, float]:
