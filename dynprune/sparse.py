@@ -13,8 +13,8 @@ F.linear with a CSR weight and CSR @ a transposed view were 2-10x slower). From 
 output row is summed from the rows of X^T its weights keep, with `F.embedding_bag` (mode "sum", the
 weights as per-sample weights): bit for bit what torch's SpMM-reduce kernel (`torch.sparse.mm(csr, dense,
 "sum")`) gives, and 1.3-1.5x faster than it at 256 columns, which in turn beats MKL's `torch.mm` there
-(1.1-1.5x); below 128 columns MKL wins, and one sample uses MKL's `addmv`. CSR indices are int32, MKL's own (int64 ones cost
-a conversion per call, 1.5x at batch 1). Convolutions are im2col + the same product, the batch split so
+(1.1-1.5x); below 128 columns MKL wins, and one sample uses MKL's `addmv`. CSR indices are int32, MKL's
+own (int64 ones cost a conversion per call, 1.5x at batch 1). Convolutions are im2col + the same product, the batch split so
 that a column matrix holds at most 8 MB: a ResNet-18 stage-1 layer's would be 600 MB at batch 256.
 """
 from __future__ import annotations
@@ -123,7 +123,7 @@ class SparseLayer(nn.Module):
                 cols = patches[:, :, :, i:i + step].reshape(k, -1)
                 y[:, i * l:i * l + cols.shape[1]] = self._mm(cols)
         y = self._add_bias(y).view(self.out_features, n, ho, wo)
-        return y.transpose(0, 1).contiguous()  # NCHW again: BatchNorm and dense convs are fastest on it
+        return y.transpose(0, 1).contiguous()  # N first again (the layers after it take either layout)
 
 
 def _row_major(t: torch.Tensor) -> torch.Tensor:
@@ -261,8 +261,8 @@ def export(model: nn.Module, masks: dict[str, torch.Tensor], arch: dict, folder:
     `masks` maps prunable weight names (as `prunable_weights` gives them) to 0/1 tensors; the weights are
     multiplied by them before export; weights without a mask, biases and BatchNorm are stored dense.
     `arch` holds the kwargs of `build_model`. With `choose`, every masked layer is timed dense vs sparse
-    at its input shape at batch 256 and 1 (one thread, about `min_time` s per median, 12 medians per
-    layer, at least 3 calls each: longer where one call lasts longer than min_time) and keeps a plan for each: at
+    at its input shape at batch 256 and 1 (one thread, about `min_time` s per median, up to 3 rounds per
+    batch size, one where the first is clear-cut; `_choose`) and keeps a plan for each: at
     batch 256 sparse kernels can win (the work shrinks with the density), at batch 1 the per-call cost
     of the sparse path (~10 us) often outweighs it, and one plan for both would lose one or the other.
     Without `choose` every masked layer runs sparse (deterministic: for tests, or where timing means
