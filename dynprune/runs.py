@@ -89,7 +89,7 @@ def _same_but_data(folder: Path, ident: dict) -> bool:
     parameters, never "the data could not be looked at here"."""
     if ident["inputs"].get("data") != "missing":
         return False
-    claimed = records.read_json_or_empty(folder / "identity.json")
+    claimed = _claimed(folder)
     recorded = claimed.get("identity")
     key = records.read_json_or_empty(folder / "summary.json").get("identity")
     if not isinstance(recorded, dict) or key != claimed.get("key") or key != identity.key(recorded):
@@ -100,16 +100,14 @@ def _same_but_data(folder: Path, ident: dict) -> bool:
     return identity.key(without_data(recorded)) == identity.key(without_data(ident))
 
 
-def _claimed(folder: Path) -> dict | None:
-    try:
-        return records.read_json(folder / "identity.json")
-    except (OSError, ValueError):
-        return None
+def _claimed(folder: Path) -> dict:
+    """The identity a run folder says it holds ({} where it says nothing readable)."""
+    return records.read_json_or_empty(folder / "identity.json")
 
 
 def set_aside(folder: Path, ident: dict, log) -> None:
     """Move whatever the folder holds of another identity into stale/<its identity>/; keep it all."""
-    claim = _claimed(folder) or {}
+    claim = _claimed(folder)
     if claim.get("key") == identity.key(ident):
         return
     entries = [p for p in folder.iterdir() if p.name not in (".lock", "stale")] if folder.is_dir() else []

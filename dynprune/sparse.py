@@ -68,6 +68,8 @@ class SparseLayer(nn.Module):
             weight = weight.contiguous(memory_format=torch.channels_last)  # the layout the network runs in
         self.weight = weight if "dense" in (large, small) else None
         self.csr = _csr(weight) if "sparse" in (large, small) else None
+        if self.csr is not None:  # fetched once: each accessor is a dispatcher call on every forward
+            self.rows = self.csr.col_indices(), self.csr.crow_indices(), self.csr.values()
         self.bias = None if layer.bias is None else layer.bias.detach()
         self.conv = isinstance(layer, nn.Conv2d)
         if self.conv:
@@ -87,8 +89,8 @@ class SparseLayer(nn.Module):
 
     def _mm(self, cols: torch.Tensor) -> torch.Tensor:
         if cols.shape[1] >= REDUCE_FROM:  # row r of W @ cols: the weighted sum of the rows of cols it keeps
-            return F.embedding_bag(self.csr.col_indices(), cols, self.csr.crow_indices(), mode="sum",
-                                   per_sample_weights=self.csr.values(), include_last_offset=True)
+            col, crow, values = self.rows
+            return F.embedding_bag(col, cols, crow, mode="sum", per_sample_weights=values, include_last_offset=True)
         return torch.mm(self.csr, cols)
 
     def _add_bias(self, y: torch.Tensor) -> torch.Tensor:
@@ -163,43 +165,43 @@ def _eligible(layer: nn.Module) -> bool:
 
 # -- timing -------------------------------------------------------------------------------------------
 
-def _median_s(fn, x, threads: int, min_time: float, warm_up: bool = True) -> float:
-    """Seconds per call on `threads` threads, after one warm-up call: one call when a call alone lasts
-    `min_time`, else the median of three blocks of calls that together last about `min_time`. (This is
-    torch.utils.benchmark's blocked_autorange without its ~10 ms minimum block, which made the timing of a
-    small layer cost 20 ms per median, and the export of a tiny run seconds.)"""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        if warm_up:
-            fn(x)
-        start = time.perf_counter()
+def _median_s(fn, x, min_time: float, warm_up: bool = True) -> float:
+    """Seconds per call, after one warm-up call: one call when a call alone lasts `min_time`, else the median
+    of three blocks of calls that together last about `min_time`. (This is torch.utils.benchmark's
+    blocked_autorange without its ~10 ms minimum block, which made the timing of a small layer cost 20 ms per
+    median, and the export of a tiny run seconds.)"""
+    if warm_up:
         fn(x)
-        once = time.perf_counter() - start
-        if once >= min_time:
-            return once
-        number, blocks = max(1, int(min_time / 3 / once)), []
-        for _ in range(3):
-            start = time.perf_counter()
-            for _ in range(number):
-                fn(x)
-            blocks.append((time.perf_counter() - start) / number)
-        return sorted(blocks)[1]
-    finally:
-        torch.set_num_threads(saved)
+    start = time.perf_counter()
+    fn(x)
+    once = time.perf_counter() - start
+    if once >= min_time:
+        return once
+    number, blocks = max(1, int(min_time / 3 / once)), []
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn(x)
+        blocks.append((time.perf_counter() - start) / number)
+    return sorted(blocks)[1]
 
 
 def _race(fns: dict, x: torch.Tensor, threads: int, min_time: float, rounds: int,
           settled=lambda times: False) -> dict[str, list[float]]:
     """Seconds per call of each fn, up to `rounds` medians each (fewer once `settled(times)` says so),
-    interleaved (A B A B) so that a burst of load from other processes hits both sides."""
+    interleaved (A B A B) so that a burst of load from other processes hits both sides; `threads` threads."""
     times = {name: [] for name in fns}
-    with torch.inference_mode():
-        for round_ in range(rounds):
-            for name, fn in fns.items():  # warmed up in the first round
-                times[name].append(_median_s(fn, x, threads, min_time, warm_up=round_ == 0))
-            if settled(times):
-                break
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            for round_ in range(rounds):
+                for name, fn in fns.items():  # warmed up in the first round
+                    times[name].append(_median_s(fn, x, min_time, warm_up=round_ == 0))
+                if settled(times):
+                    break
+    finally:
+        torch.set_num_threads(saved)
     return times
 
 
