@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     if tests is not None:
         report["gpu_tests"] = dict(exit_code=tests.returncode, summary=(tests.stdout.strip().splitlines() or [""])[-1])
         print(f"GPU tests: {report['gpu_tests']['summary']}", flush=True)
-    width, images = (0.125, 128) if args.tiny else (1.0, 50_000)  # tiny: one batch per epoch
+    width, images = (0.125, 32) if args.tiny else (1.0, 50_000)  # tiny: one small batch per epoch
     data, source = cifar_tensors(images)
     report |= dict(model=f"resnet18 x{width}", sparsity=0.8, images=len(data.train[1]), data=source,
                    data_on_device=True, epochs={})

@@ -24,6 +24,24 @@ threads: 1
 """
 
 
+# A notebook that only records the devices its kernel was given: the slots are the runner's business, and a
+# kernel that imports torch and trains would only make the test slower.
+SLOT_NOTEBOOK = """# %% tags=["parameters"]
+experiment = "dynamic_pruning/x"
+profile = "quick"
+overrides = {}
+run_dir = None
+
+# %%
+import json, os, time
+from pathlib import Path
+time.sleep(1.0)
+Path(run_dir).mkdir(parents=True, exist_ok=True)
+(Path(run_dir) / "devices.json").write_text(json.dumps({k: os.environ.get(k) for k in
+    ("DYNPRUNE_DEVICE_SLOT", "CUDA_VISIBLE_DEVICES")}))
+"""
+
+
 def test_with_two_device_slots_two_notebooks_render_at_once_and_a_third_waits(tmp_path):
     root = tmp_path / "project"
     (root / "params" / "dynamic_pruning").mkdir(parents=True)
@@ -31,9 +49,10 @@ def test_with_two_device_slots_two_notebooks_render_at_once_and_a_third_waits(tm
     (root / "params" / "profiles" / "paper.yaml").write_text("")
     for name in "abc":
         (root / "params" / "dynamic_pruning" / f"{name}.yaml").write_text(TINY)
-    make_mnist(tmp_path / "data", n_train=600)
-    env = os.environ | {"DYNPRUNE_DATA": str(tmp_path / "data"), "DYNPRUNE_CACHE": str(tmp_path / "cache"),
-                        "DYNPRUNE_DEVICE_SLOTS": "2", "OMP_NUM_THREADS": "1"}
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "dynamic_pruning.py").write_text(SLOT_NOTEBOOK)
+    env = os.environ | {"DYNPRUNE_NOTEBOOKS": str(tmp_path / "notebooks"), "DYNPRUNE_DEVICE_SLOTS": "2",
+                        "OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen([sys.executable, "-m", "dynprune", "notebook",
                                str(root / "results" / "paper" / "dynamic_pruning" / f"{name}.ipynb")],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for name in "abc"]
@@ -46,8 +65,8 @@ def test_with_two_device_slots_two_notebooks_render_at_once_and_a_third_waits(tm
         slot, start = re.search(r"device slot\(s\) (\S+) held from ([\d.]+)", log).groups()
         end = re.search(r"device slot\(s\) \S+ released at ([\d.]+)", log).group(1)
         spans[name] = (slot, float(start), float(end))
-        run = root / "results/paper/dynamic_pruning" / name / "seed42"
-        assert json.loads((run / "environment.json").read_text())["device_slot"] == slot  # it says which
+        seen = json.loads((root / "results/paper/dynamic_pruning" / name / "devices.json").read_text())
+        assert seen == {"DYNPRUNE_DEVICE_SLOT": slot, "CUDA_VISIBLE_DEVICES": slot}  # the kernel sees its slot only
     assert {s for s, _, _ in spans.values()} == {"0", "1"}
     ordered = sorted(spans.values(), key=lambda s: s[1])
     assert ordered[1][1] < ordered[0][2]            # the first two held their slots at the same time
@@ -56,6 +75,12 @@ def test_with_two_device_slots_two_notebooks_render_at_once_and_a_third_waits(tm
         for (slot_b, start_b, end_b) in spans.values():
             if (slot_a, start_a) != (slot_b, start_b) and slot_a == slot_b:
                 assert end_a <= start_b or end_b <= start_a
+
+
+def test_a_runs_environment_record_names_its_device_slot(monkeypatch):
+    from dynprune import records
+    monkeypatch.setenv("DYNPRUNE_DEVICE_SLOT", "1")
+    assert records.environment(torch.device("cpu"))["device_slot"] == "1"
 
 
 def test_without_device_slots_nothing_changes(monkeypatch):

@@ -32,8 +32,23 @@ def render(root: Path, target: str, data: Path, extra_env: dict | None = None):
                           capture_output=True, text=True, timeout=300)
 
 
+def train_in_process(project: Path, key: str) -> None:
+    """What `key`'s notebook leaves for the notebooks that read it, without a kernel: its runs, each through the
+    same lifecycle call the notebook makes (`runs.ensure`), then, last, the rendered notebook that marks them done."""
+    import nbformat
+    from dynprune import runs
+    from dynprune.config import resolve, runs_of
+    out = project / "results" / "paper"
+    for run in runs_of(resolve(project / "params" / f"{key}.yaml", "paper")):
+        runs.ensure(run, out / key / run.folder, "paper", root=out / key, inputs=out, log=lambda _: None)
+    nbformat.write(nbformat.v4.new_notebook(), out / f"{key}.ipynb")
+
+
 @pytest.fixture
-def project(tmp_path) -> Path:
+def project(tmp_path, monkeypatch) -> Path:
+    """A project of its own with tiny MNIST; this process points at them too (for `train_in_process`)."""
+    monkeypatch.setenv("DYNPRUNE_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("DYNPRUNE_CACHE", str(tmp_path / "cache"))
     (tmp_path / "params" / "dynamic_pruning").mkdir(parents=True)
     (tmp_path / "params" / "profiles").mkdir()
     (tmp_path / "params" / "profiles" / "paper.yaml").write_text("")
@@ -82,6 +97,7 @@ def test_dynamic_pruning_notebook_renders_a_complete_run_whatever_its_parameters
 
 
 def test_a_grid_renders_one_run_per_point_and_seed_and_reuses_the_finished_ones(project):
+    from dynprune import runs
     from dynprune.config import resolve, runs_of
     params = project / "params" / "dynamic_pruning" / "tiny.yaml"
     base = TINY.replace("epochs: 3", "epochs: 2") + "seeds: [1, 2]\n"
@@ -110,11 +126,12 @@ def test_a_grid_renders_one_run_per_point_and_seed_and_reuses_the_finished_ones(
     assert "2 run(s) trained, 4 epochs" in proc.stdout and "(n=2, 95 % CI" in html
     assert "Traceback" not in html
 
-    # a result made with other parameters or code is never deleted: it is moved to stale/ and the run redone
+    # a result made with other parameters or code is never deleted: the notebook's lifecycle call moves it to
+    # stale/ and redoes the run (called here without a kernel)
+    params.write_text(base.replace("lr: 0.05", "lr: 0.04") + "grid: {final_sparsity: [0.5]}\n")
     run = runs_of(resolve(params, "paper"))[0]
     folder = out / "tiny" / run.folder
-    params.write_text(base.replace("lr: 0.05", "lr: 0.04") + "grid: {final_sparsity: [0.5]}\n")
-    assert render(project, "results/paper/dynamic_pruning/tiny.ipynb", project / "data").returncode == 0
+    assert runs.ensure(run, folder, "paper", root=out / "tiny", log=lambda _: None).action == "trained"
     stale = list((folder / "stale").iterdir())
     assert len(stale) == 1 and json.loads((stale[0] / "summary.json").read_text())["finished_at"] == first[
         run.point_folder, run.cfg.seed][0]
@@ -152,7 +169,8 @@ def test_every_notebook_is_a_parameterized_percent_script():
         assert set(batch_parameters(nb, "x", "paper", Path("r"), Path("i"))) >= {"experiment", "profile", "overrides", "run_dir"}
 
 
-def test_lottery_ticket_and_compare_notebooks_render_a_comparison(project):
+def test_the_compare_notebook_renders_a_comparison_of_every_method(project):
+    """The runs it reads are trained in this process (the lottery and ticket notebooks render in the grid test)."""
     base = TINY.replace("val_fraction: 0.2\n", "val_fraction: 0.0\nseeds: [1, 2]\nrewind_step: 5\n")
     params = project / "params"
     for kind in ("lottery", "ticket", "compare"):
@@ -164,10 +182,10 @@ def test_lottery_ticket_and_compare_notebooks_render_a_comparison(project):
     (params / "compare" / "tiny.yaml").write_text(
         "inputs: [dynamic_pruning/tiny_dense, dynamic_pruning/tiny, lottery/tiny_imp, ticket/tiny]\n"
         "dense: dynamic_pruning/tiny_dense\ndynamic: dynamic_pruning/tiny\nticket: ticket/tiny\n")
-    for target in ("dynamic_pruning/tiny_dense", "dynamic_pruning/tiny", "lottery/tiny_imp", "ticket/tiny",
-                   "compare/tiny"):
-        proc = render(project, f"results/paper/{target}.ipynb", project / "data")
-        assert proc.returncode == 0, f"{target}: {proc.stderr[-3000:]}"
+    for key in ("dynamic_pruning/tiny_dense", "dynamic_pruning/tiny", "lottery/tiny_imp", "ticket/tiny"):
+        train_in_process(project, key)
+    proc = render(project, "results/paper/compare/tiny.ipynb", project / "data")
+    assert proc.returncode == 0, proc.stderr[-3000:]
     out = project / "results" / "paper"
     imp = json.loads((out / "lottery" / "tiny_imp" / "seed1" / "summary.json").read_text())
     assert [round(r["sparsity"], 4) for r in imp["levels"]] == [0.0, 0.5, 0.7]
@@ -200,7 +218,8 @@ def test_a_grid_runs_through_the_lottery_and_ticket_notebooks_point_by_point(pro
     (params / "dynamic_pruning" / "tiny.yaml").write_text(base)
     (params / "lottery" / "tiny_imp.yaml").write_text(base + "method: imp\nimp_rate: 0.5\n")
     (params / "ticket" / "tiny.yaml").write_text(base + "method: ticket_check\nticket_from: dynamic_pruning/tiny\n")
-    for target in ("dynamic_pruning/tiny", "lottery/tiny_imp", "ticket/tiny"):
+    train_in_process(project, "dynamic_pruning/tiny")  # the masks the ticket check reads
+    for target in ("lottery/tiny_imp", "ticket/tiny"):
         proc = render(project, f"results/paper/{target}.ipynb", project / "data")
         assert proc.returncode == 0, f"{target}: {proc.stderr[-3000:]}"
     out = project / "results" / "paper"
