@@ -57,7 +57,7 @@ def notebook_lines(out: str) -> list[str]:
     return [line for line in out.splitlines() if line.startswith("[")]
 
 
-def test_the_log_a_person_reads_and_what_a_change_renders(project):
+def test_the_log_a_person_reads_what_a_change_renders_and_a_bad_file_failing_alone(project):
     first = make(project, "experiments", "JOBS=2")
     assert first.returncode == 0, first.stdout + first.stderr
     lines = first.stdout.strip().splitlines()
