@@ -32,11 +32,10 @@ def _history_without_times(path):
 
 def test_a_run_killed_mid_epoch_resumes_to_exactly_the_uninterrupted_result(tmp_path, monkeypatch):
     from dynprune.cli import main
-    data = make_mnist(tmp_path / "data", n_train=4000, n_test=200)
-    env = os.environ | {"DYNPRUNE_DATA": str(data), "DYNPRUNE_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    monkeypatch.setenv("DYNPRUNE_DATA", str(make_mnist(tmp_path / "data", n_train=4000, n_test=200)))
+    monkeypatch.setenv("DYNPRUNE_CACHE", str(tmp_path / "cache"))
+    env = os.environ | {"OMP_NUM_THREADS": "1"}  # for the killed and the resumed run, processes of their own
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    monkeypatch.setenv("DYNPRUNE_DATA", env["DYNPRUNE_DATA"])
-    monkeypatch.setenv("DYNPRUNE_CACHE", env["DYNPRUNE_CACHE"])
     assert main(COMMAND[3:] + ["--out", str(whole)]) == 0  # the uninterrupted run, in this process
 
     proc = subprocess.Popen(COMMAND + ["--out", str(killed)], env=env, stdout=subprocess.DEVNULL,
