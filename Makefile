@@ -50,7 +50,9 @@ DEPS := results/$(PROFILE)/.make/deps.mk
 ifneq ($(filter results/%.ipynb,$(MAKECMDGOALS)),)
 include $(DEPS)
 endif
-$(DEPS): FORCE | $(SETUP)
+# Written afresh before every use (writing it validates every parameter file); `make experiments` writes it
+# once itself and says so with DEPS_WRITTEN=1.
+$(DEPS): $(if $(DEPS_WRITTEN),,FORCE) | $(SETUP)
 	@$(PY) -m dynprune deps --profile $(PROFILE)
 FORCE:
 

@@ -122,7 +122,11 @@ def cmd_config(args) -> None:
     print(C.dumps(C.resolve(args.params, args.profile, overrides_from(args))))
 
 
-def cmd_notebook(args) -> None:
+def cmd_notebook(args) -> int | None:
+    from .renderserver import forward
+    code = forward(["notebook", args.output]) if args.launch == "local" else None  # a session's warm server
+    if code is not None:
+        return code
     from .runner import run_notebook
     run_notebook(Path(args.output), launch=args.launch)
 

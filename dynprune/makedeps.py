@@ -20,7 +20,7 @@ from .store import write_atomic
 
 # Run order within make's freedom: the longest first, so that short ones fill the cores at the end.
 ORDER = ("lottery", "dynamic_pruning", "ticket", "compare", "report")
-TOOLING = ("cli.py", "makedeps.py", "session.py", "status.py", "slurm.py", "bench.py", "results_md.py",
+TOOLING = ("cli.py", "makedeps.py", "session.py", "renderserver.py", "status.py", "slurm.py", "bench.py", "results_md.py",
            "__main__.py", "__init__.py")
 
 

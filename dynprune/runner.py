@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -215,7 +216,6 @@ class RenderError(RuntimeError):
 def _render(target: Path, root: Path, profile: str, kind: str, name: str, experiment: Path, log_path: Path,
             events_path: Path) -> None:
     import jupytext
-    import nbconvert
     import papermill
 
     source = notebooks_dir() / f"{kind}.py"
@@ -227,7 +227,8 @@ def _render(target: Path, root: Path, profile: str, kind: str, name: str, experi
     parameters = batch_parameters(nb, str(experiment), profile, target.with_suffix(""), target.parents[1])
     env = dict(DYNPRUNE_EVENTS=str(events_path), PYTHONWARNINGS="ignore")
     with _output_to(log_path) as log, _environment(env), _device_slot(target, root, profile, kind, name, log):
-        print(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} rendering {target}", flush=True)
+        print(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} rendering {target}"
+              + (" (forked from a warm render server)" if _warm else ""), flush=True)
         try:
             papermill.execute_notebook(nb, str(running), parameters=parameters, kernel_name="python3",
                                        progress_bar=False, cwd=str(notebooks_dir()), log_output=False,
@@ -239,9 +240,38 @@ def _render(target: Path, root: Path, profile: str, kind: str, name: str, experi
             print(f"FAILED: {_one_line(e)}", flush=True)
             raise RenderError(f"{_one_line(e)}; the notebook is kept in {failed}, the full log in {log_path}") from None
     _drop_default_parameters(running)
-    body, _ = nbconvert.HTMLExporter().from_filename(str(running))
+    body, _ = html_exporter().from_filename(str(running))
     write_atomic(html, body)
     os.replace(running, target)  # last: the .ipynb is what make takes as done
+
+
+@functools.cache
+def html_exporter():
+    import nbconvert
+    return nbconvert.HTMLExporter()
+
+
+_warm = False
+
+
+def warm_up() -> None:
+    """Load what every render loads before its own work, and export one small notebook (which compiles the
+    templates and the regular expressions of the first export): done once by renderserver.py."""
+    global _warm
+    import jupytext  # noqa: F401
+    import papermill  # noqa: F401
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+    png = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+    outputs = [new_output("stream", name="stdout", text="text\n"),
+               new_output("display_data", data={"text/markdown": "| a | b |\n|---|---|\n| 1 | 2 |",
+                                                "text/html": "<table><tr><td>1</td></tr></table>",
+                                                "image/png": png, "text/plain": "figure"})]
+    nb = new_notebook(cells=[new_markdown_cell("# Title\nSome *text*, `code` and a [link](https://example.org)."),
+                             new_code_cell("from pathlib import Path\nx = {'a': 1.0}  # comment", execution_count=1,
+                                           outputs=outputs)],
+                      metadata={"language_info": {"name": "python", "pygments_lexer": "ipython3"}})
+    html_exporter().from_notebook_node(nb)
+    _warm = True
 
 
 def _drop_default_parameters(path: Path) -> None:

@@ -8,6 +8,7 @@ skipped because an input failed, and the wall time.
 """
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import os
@@ -18,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import renderserver
 from .makedeps import write_deps
 from .store import write_atomic
 
@@ -28,7 +30,7 @@ MAKE_CHATTER = re.compile(r"^make(\[\d+\])?: (\*\*\*|Target .* not remade|Nothin
 def _make(profile: str, launch: str, targets: list[str], *extra: str) -> tuple[list[str], dict]:
     env_free = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")  # we are not a make recipe for this make
     cmd = [os.environ.get("MAKE", "make"), "--no-print-directory", f"PROFILE={profile}", f"LAUNCH={launch}",
-           *extra, *targets]
+           "DEPS_WRITTEN=1", *extra, *targets]  # run_session has just written deps.mk
     return cmd, {k: v for k, v in os.environ.items() if k not in env_free}
 
 
@@ -45,30 +47,32 @@ def _minutes(seconds: float) -> str:
 
 def run_session(profile: str, jobs: int, launch: str, only: str = "") -> int:
     start = time.time()
-    deps = write_deps(profile)
-    targets = re.search(r"^EXPERIMENTS := (.*)$", deps.read_text(), re.M).group(1).split()
-    if only:  # make adds what they read
-        targets = [t for t in targets if fnmatch.fnmatchcase(t.removeprefix(f"results/{profile}/").removesuffix(".ipynb"), only)]
-    todo = planned(profile, launch, targets)
-    session = Path("results") / profile / ".make" / "session"
-    shutil.rmtree(session, ignore_errors=True)  # this wrapper's own scratch files from the last session
-    (session / "outcomes").mkdir(parents=True)
-    write_atomic(session / "session.json", json.dumps(dict(planned=len(todo), targets=todo)))
-    print(f"{profile} profile: {len(targets)} notebooks, {len(targets) - len(todo)} up to date, {len(todo)} to render"
-          f" ({jobs} at a time{', as Slurm jobs' if launch == 'slurm' else ''})", flush=True)
-    code = 0
-    if todo:
-        cmd, env = _make(profile, launch, todo, "-k", f"-j{jobs}", "-s")
-        env |= {"DYNPRUNE_SESSION": str(session.absolute())}
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        for line in proc.stdout:
-            if not MAKE_CHATTER.match(line):
-                sys.stdout.write(line)
-                sys.stdout.flush()
-        code = proc.wait()
-    outcomes = [json.loads(p.read_text()) for p in sorted((session / "outcomes").glob("*.json"))]
-    print(summary(outcomes, len(todo), time.time() - start), flush=True)
-    return code
+    # The warm render server starts first: it loads while the dependencies are written and make plans.
+    with renderserver.running() if launch == "local" else contextlib.nullcontext({}) as warm_server:
+        deps = write_deps(profile)
+        targets = re.search(r"^EXPERIMENTS := (.*)$", deps.read_text(), re.M).group(1).split()
+        if only:  # make adds what they read
+            targets = [t for t in targets if fnmatch.fnmatchcase(t.removeprefix(f"results/{profile}/").removesuffix(".ipynb"), only)]
+        todo = planned(profile, launch, targets)
+        session = Path("results") / profile / ".make" / "session"
+        shutil.rmtree(session, ignore_errors=True)  # this wrapper's own scratch files from the last session
+        (session / "outcomes").mkdir(parents=True)
+        write_atomic(session / "session.json", json.dumps(dict(planned=len(todo), targets=todo)))
+        print(f"{profile} profile: {len(targets)} notebooks, {len(targets) - len(todo)} up to date, {len(todo)} to render"
+              f" ({jobs} at a time{', as Slurm jobs' if launch == 'slurm' else ''})", flush=True)
+        code = 0
+        if todo:
+            cmd, env = _make(profile, launch, todo, "-k", f"-j{jobs}", "-s")
+            env |= {"DYNPRUNE_SESSION": str(session.absolute())} | warm_server
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+            for line in proc.stdout:
+                if not MAKE_CHATTER.match(line):
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
+            code = proc.wait()
+        outcomes = [json.loads(p.read_text()) for p in sorted((session / "outcomes").glob("*.json"))]
+        print(summary(outcomes, len(todo), time.time() - start), flush=True)
+        return code
 
 
 def summary(outcomes: list[dict], planned_count: int, seconds: float) -> str:
