@@ -83,7 +83,11 @@ def serve(address: str) -> None:
     listener.bind(address)  # first, so that the session sees the server at once; callers wait in the backlog
     listener.listen(64)
     from .runner import warm_up
-    warm_up()
+    try:
+        warm_up()
+    except Exception as e:  # the renders still run, each loading what it needs itself
+        print(f"dynprune: the render server could not warm up ({type(e).__name__}: {e}); renders start cold",
+              file=sys.stderr)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children
     session = os.getppid()
     listener.settimeout(1.0)

@@ -60,6 +60,15 @@ def finished(folder: Path, ident: dict) -> dict | None:
     return summary if isinstance(summary, dict) and summary.get("identity") == identity.key(ident) else None
 
 
+def _reusable(folder: Path, ident: dict) -> dict | None:
+    """The summary of a finished run to reuse: of exactly this identity, or where the data is not on this
+    machine, of these parameters and this code (as `status` judges it)."""
+    summary = finished(folder, ident)
+    if summary is None and (Path(folder) / "summary.json").is_file() and _same_but_data(folder, ident):
+        summary = records.read_json_or_empty(Path(folder) / "summary.json") or None
+    return summary
+
+
 def status(folder: Path, ident: dict) -> str:
     """done | stale (finished by other code or parameters) | unfinished | missing — without taking the lock."""
     folder = Path(folder)
@@ -149,18 +158,25 @@ def ensure(run: Run, folder: Path, profile: str, *, root: Path, inputs: Path | N
     ctx = distributed.from_env(cuda=_cuda(cfg)) if distributed.launched() else distributed.SINGLE
     lock = store.locked(folder / ".lock", f"run folder {folder}") if ctx.main and not os.environ.get(
         "DYNPRUNE_LOCK_HELD") else contextlib.nullcontext()
-    summary = finished(folder, ident)
+    summary = _reusable(folder, ident)
     if summary is None:  # torch only when something trains (a reused run needs none)
         from . import train as train_module
         train_module.pick_device(cfg)  # a device this machine lacks is refused before anything is written
     with lock:
-        summary = finished(folder, ident)  # again, under the lock: another process may have just finished it
+        summary = _reusable(folder, ident)  # again, under the lock: another process may have just finished it
         if summary is not None:
-            log(f"{run.folder}: finished before with these parameters and this training code; read from {folder}")
+            elsewhere = "" if summary.get("identity") == identity.key(ident) else \
+                " (its data is not on this machine: judged by its parameters and training code)"
+            log(f"{run.folder}: finished before with these parameters and this training code; read from {folder}"
+                + elsewhere)
             outcome = Outcome(folder, summary, "reused", 0)
             _event(outcome)
             return outcome
         from . import train as train_module
+        if ident["inputs"]["data"] == "missing":  # fetch the data, or stop in one line, before anything is moved
+            from .data import load_data
+            load_data(cfg)
+            ident = run_identity(cfg, source["summary"]["identity"] if source else None)
         if ctx.main:
             set_aside(folder, ident, log)
             folder.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ import torch
 from dynprune import checkpoint as checkpoint_module
 from dynprune import train as train_module
 from dynprune.checkpoint import TrainingError
-from dynprune.config import ConfigError
+from dynprune.config import ConfigError, runs_of
 from dynprune.data import DataError, load_data
 from dynprune.train import train
 
@@ -216,6 +216,13 @@ def test_a_finished_run_is_judged_by_parameters_and_code_where_its_data_is_not_o
     monkeypatch.setenv("DYNPRUNE_DATA", str(tmp_path / "nothing-here"))  # a colleague's folders, no data here
     assert runs.status(folder, runs.run_identity(tiny_config())) == "done"
     assert runs.status(folder, runs.run_identity(tiny_config(lr=0.03))) == "stale"
+    # a notebook rendered here reads the run; one that would need to train stops in one line, moving nothing
+    [run] = runs_of(tiny_config())
+    assert runs.ensure(run, folder, "paper", root=tmp_path, log=lambda _: None).action == "reused"
+    [other] = runs_of(tiny_config(lr=0.03))
+    with pytest.raises(DataError, match="nothing-here"):
+        runs.ensure(other, folder, "paper", root=tmp_path, log=lambda _: None)
+    assert sorted(p.name for p in folder.iterdir()) == [".lock", "identity.json", "summary.json"]
     monkeypatch.setenv("DYNPRUNE_DATA", str(make_mnist(tmp_path / "other", n_train=500)))  # other data: stale
     assert runs.status(folder, runs.run_identity(tiny_config())) == "stale"
 
