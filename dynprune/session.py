@@ -3,8 +3,8 @@
 Make stays the scheduler (order, parallel jobs, what is up to date); this wrapper only asks it first what
 it would render (a dry run) so every notebook can say `[k/N]`, keeps going past a failed notebook (`-k`)
 so the others still render, drops make's own error chatter (each failure already printed its one line),
-and ends with a summary: rendered, of those how many trained and how many only read cached runs, failed,
-skipped because an input failed, and the wall time.
+has the renders start warm (renderserver.py), and ends with a summary: rendered, of those how many trained
+and how many only read cached runs, failed, skipped because an input failed, and the wall time.
 """
 from __future__ import annotations
 
