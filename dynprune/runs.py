@@ -61,8 +61,8 @@ def finished(folder: Path, ident: dict) -> dict | None:
 
 
 def _reusable(folder: Path, ident: dict) -> dict | None:
-    """The summary of a finished run to reuse: of exactly this identity, or where the data is not on this
-    machine, of these parameters and this code (as `status` judges it)."""
+    """The summary of a finished run to reuse (and count as done): of exactly this identity, or where the data
+    is not on this machine, of these parameters and this code."""
     summary = finished(folder, ident)
     if summary is None and (Path(folder) / "summary.json").is_file() and _same_but_data(folder, ident):
         summary = records.read_json_or_empty(Path(folder) / "summary.json") or None
@@ -72,10 +72,10 @@ def _reusable(folder: Path, ident: dict) -> dict | None:
 def status(folder: Path, ident: dict) -> str:
     """done | stale (finished by other code or parameters) | unfinished | missing — without taking the lock."""
     folder = Path(folder)
-    if finished(folder, ident) is not None:
+    if _reusable(folder, ident) is not None:
         return "done"
     if (folder / "summary.json").is_file():
-        return "done" if _same_but_data(folder, ident) else "stale"
+        return "stale"
     return "unfinished" if (folder / "identity.json").is_file() else "missing"
 
 
