@@ -80,7 +80,11 @@ def forward(argv: list[str]) -> int | None:
 
 def serve(address: str) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(address)  # first, so that the session sees the server at once; callers wait in the backlog
+    try:
+        listener.bind(address)  # first, so that the session sees the server at once; callers wait in the backlog
+    except OSError as e:  # e.g. a TMPDIR so deep that the socket's path is too long
+        print(f"dynprune: no warm render server ({e}); every notebook starts cold", file=sys.stderr)
+        return
     try:
         listener.listen(64)
         _serve(listener)
