@@ -33,3 +33,13 @@ def test_a_forwarded_command_runs_in_the_callers_folder_and_terminal_and_returns
         failed = capfd.readouterr()
         assert failed.err.startswith("dynprune: error: notebook target") and "Traceback" not in failed.err
     assert not address.parent.exists()  # the session's server leaves nothing behind
+
+
+def test_a_socket_path_too_long_to_bind_means_cold_renders_and_one_line(monkeypatch, tmp_path, capfd):
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    monkeypatch.setattr(renderserver.tempfile, "tempdir", str(deep))
+    with renderserver.running() as env:
+        assert env == {}  # every render then runs in its own process, as without a session
+    err = capfd.readouterr().err
+    assert err.startswith("dynprune: no warm render server (") and len(err.splitlines()) == 1
