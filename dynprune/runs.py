@@ -64,7 +64,7 @@ def _reusable(folder: Path, ident: dict) -> dict | None:
     """The summary of a finished run to reuse (and count as done): of exactly this identity, or where the data
     is not on this machine, of these parameters and this code."""
     summary = finished(folder, ident)
-    if summary is None and (Path(folder) / "summary.json").is_file() and _same_but_data(folder, ident):
+    if summary is None and _same_but_data(folder, ident):
         summary = records.read_json_or_empty(Path(folder) / "summary.json") or None
     return summary
 
@@ -154,7 +154,8 @@ def ensure(run: Run, folder: Path, profile: str, *, root: Path, inputs: Path | N
     folder = inside(folder, root)
     cfg = run.cfg
     source = _ticket_source(cfg, run, inputs) if cfg.method == "ticket_check" else None
-    ident = run_identity(cfg, source["summary"]["identity"] if source else None)
+    source_identity = source["summary"]["identity"] if source else None
+    ident = run_identity(cfg, source_identity)
     ctx = distributed.from_env(cuda=_cuda(cfg)) if distributed.launched() else distributed.SINGLE
     lock = store.locked(folder / ".lock", f"run folder {folder}") if ctx.main and not os.environ.get(
         "DYNPRUNE_LOCK_HELD") else contextlib.nullcontext()
@@ -176,7 +177,7 @@ def ensure(run: Run, folder: Path, profile: str, *, root: Path, inputs: Path | N
         if ident["inputs"]["data"] == "missing":  # fetch the data, or stop in one line, before anything is moved
             from .data import load_data
             load_data(cfg)
-            ident = run_identity(cfg, source["summary"]["identity"] if source else None)
+            ident = run_identity(cfg, source_identity)
         if ctx.main:
             set_aside(folder, ident, log)
             folder.mkdir(parents=True, exist_ok=True)
