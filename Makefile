@@ -1,20 +1,23 @@
 # dynprune — `make help` lists what this does.
 #
 # Every experiment is a parameter file params/<notebook>/<name>.yaml, rendered through notebooks/<notebook>.py
-# into results/<profile>/<notebook>/<name>.ipynb (+ .html, + its run folders). Which notebook depends on what
-# comes from `python -m dynprune deps` (results/<profile>/.make/deps.mk), which validates every parameter file
-# and file name first: make never reads parameter files itself.
+# into results/<profile>/<notebook>/<name>.ipynb (+ .html, + its run folders). Python schedules the renders
+# (dynprune/pipeline/schedule.py: what changed, in what order, how many at once): make only names the commands.
+# Make never reads a parameter file or its name, and the variables below reach the commands through the
+# environment ("$$PROFILE"), never pasted into a command line.
 
-PROFILE ?= $(or $(word 2,$(subst /, ,$(filter results/%,$(MAKECMDGOALS)))),paper)
+PROFILE ?= paper
 LAUNCH  ?= local
+ONLY    ?=
 PYTHON  ?= python3
 VENV    := .venv
 PY      := $(VENV)/bin/python
 SETUP   := $(VENV)/.installed
 GPUS    := $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 # Quick runs are small: on a CPU, one single-threaded notebook per core. Paper-scale runs: one notebook per
-# GPU (each holds its own; see runner.py), or one at a time without GPUs.
+# GPU (each holds its own; see pipeline/render.py), or one at a time without GPUs.
 JOBS    ?= $(if $(filter quick,$(PROFILE)),$(shell nproc 2>/dev/null || echo 1),$(if $(filter-out 0,$(GPUS)),$(GPUS),1))
+export PROFILE LAUNCH ONLY JOBS
 
 .PHONY: help experiments status results test bench gpu-check lab FORCE
 
@@ -32,39 +35,33 @@ help:
 	@echo "make lab                           JupyterLab on this project; notebooks/*.py open as notebooks"
 	@echo "Data: DYNPRUNE_DATA=/path/to/data (else ~/.cache/dynprune/data, downloaded when online)."
 
+# Several single-threaded notebooks at once share the cores: one thread each.
 experiments: | $(SETUP)
 	@OMP_NUM_THREADS=$(if $(filter-out 1,$(JOBS)),1,$(OMP_NUM_THREADS)) \
-	  $(PY) -m dynprune experiments --profile $(PROFILE) --jobs $(JOBS) --launch $(LAUNCH) $(if $(ONLY),--only '$(ONLY)')
+	  $(PY) -m dynprune experiments --profile "$$PROFILE" --jobs "$$JOBS" --launch "$$LAUNCH" --only "$$ONLY"
+
+# One notebook (and what it reads, where that changed): the profile is the target's second folder.
+results/%.ipynb: FORCE | $(SETUP)
+	@$(PY) -m dynprune experiments --target "$$NOTEBOOK" --jobs "$$JOBS" --launch "$$LAUNCH"
+results/%.ipynb: export NOTEBOOK = $@
 
 status: | $(SETUP)
-	@$(PY) -m dynprune status --profile $(PROFILE)
+	@$(PY) -m dynprune status --profile "$$PROFILE"
 
 results: | $(SETUP)
 	@$(PY) -m dynprune results --profile paper --out RESULTS.md --readme README.md
 
-# One notebook. Its prerequisites (stamps of its parameters and code, the notebooks it reads) are in deps.mk.
-results/%.ipynb: | $(SETUP)
-	@$(PY) -m dynprune notebook $(if $(filter slurm,$(LAUNCH)),--launch slurm) $@
-
-DEPS := results/$(PROFILE)/.make/deps.mk
-ifneq ($(filter results/%.ipynb,$(MAKECMDGOALS)),)
-include $(DEPS)
-endif
-# Written afresh before every use (writing it validates every parameter file); `make experiments` writes it
-# once itself and says so with DEPS_WRITTEN=1.
-$(DEPS): $(if $(DEPS_WRITTEN),,FORCE) | $(SETUP)
-	@$(PY) -m dynprune deps --profile $(PROFILE)
-FORCE:
-
 # Two test processes of one thread each (the suite is sized for two cores); the slowest tests are listed last.
+# First the layers: no module may import from a layer above its own (pyproject.toml, [tool.importlinter]).
 test: $(SETUP)
+	$(VENV)/bin/lint-imports --no-cache
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist worksteal --durations=12
 
 bench: $(SETUP)
-	$(PY) -m dynprune.bench --out results/bench.json
+	$(PY) -m dynprune.tools.bench --out results/bench.json
 
 gpu-check: $(SETUP)
-	$(PY) -m dynprune.gpucheck --out results/gpu-check.json
+	$(PY) -m dynprune.tools.gpucheck --out results/gpu-check.json
 
 # JupyterLab on the whole project (notebooks/, params/, results/ in its file browser), pinned; kernels get the
 # same thread settings as a batch run of the profile.
@@ -77,9 +74,10 @@ lab: $(SETUP)
 	$(if $(filter-out 1,$(JOBS)),OMP_NUM_THREADS=1) $(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" \
 	  --LabApp.default_url=/lab/tree/notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_FLAGS)
 
+FORCE:
+
 $(SETUP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r requirements.txt
 	$(VENV)/bin/pip install -q --no-deps -e .
 	touch $@
-

@@ -14,11 +14,14 @@ import sys
 import typing
 from pathlib import Path
 
-from . import config as C
-from .checkpoint import TrainingError
-from .sources import DataError
-from .distributed import RankMismatch
-from .store import Busy, StoreError
+from dynprune import config as C
+from dynprune.core.checkpoint import TrainingError
+from dynprune.core.data_files import DataError
+from dynprune.core.distributed import RankMismatch, launched
+from dynprune.foundations.storage import Busy, StoreError
+from dynprune.pipeline.render import parse_target, run_notebook
+from dynprune.pipeline.schedule import run_session
+from dynprune.pipeline.status import print_status
 
 
 class Parser(argparse.ArgumentParser):
@@ -92,10 +95,10 @@ def _training_file(params: Path | None) -> None:
 
 
 def cmd_train(args) -> None:
-    from .runs import ensure
+    # the training stack (torch, seconds) only for the command that trains: `config` and `--help` answer at once
+    from dynprune.pipeline.experiment import run_experiment
     _training_file(args.params)
     C.read_profile(args.profile, C.params_root(args.params))
-    from .distributed import launched
     overrides = overrides_from(args)
     if launched():  # under torchrun the processes are what they are: the run's identity says so
         overrides["processes"] = int(os.environ["WORLD_SIZE"])
@@ -104,15 +107,10 @@ def cmd_train(args) -> None:
         raise C.ConfigError(f"method {cfg.method} is rendered by its notebook (make results/<profile>/"
                             f"{'lottery' if cfg.method == 'imp' else 'ticket'}/<name>.ipynb), not by train")
     out = Path(args.out or Path("results") / "cli" / args.profile / cfg.name)
-    import matplotlib
-    matplotlib.use("Agg")
-    from . import plots
     quiet = launched() and os.environ.get("RANK", "0") != "0"  # under torchrun, rank 0 speaks for all
-    for run in C.runs_of(cfg):  # one folder per run below `out`, as the notebooks lay them out
-        outcome = ensure(run, out / run.folder, args.profile, root=out, figures=plots.run_figures,
-                         log=(lambda *_: None) if quiet else print)
+    for outcome in run_experiment(cfg, out, args.profile, log=(lambda *_: None) if quiet else print):
         s = outcome.summary
-        if s:
+        if s and not quiet:
             print(f"{outcome.action} {outcome.folder}/ (test accuracy {s['test_accuracy']:.2f}%, "
                   f"sparsity {s['sparsity']:.4f})")
 
@@ -122,38 +120,29 @@ def cmd_config(args) -> None:
     print(C.dumps(C.resolve(args.params, args.profile, overrides_from(args))))
 
 
-def cmd_notebook(args) -> int | None:
-    from .renderserver import forward
-    code = forward(["notebook", args.output]) if args.launch == "local" else None  # a session's warm server
-    if code is not None:
-        return code
-    from .runner import run_notebook
-    run_notebook(Path(args.output), launch=args.launch)
-
-
-def cmd_deps(args) -> None:
-    from .makedeps import write_deps
-    write_deps(args.profile, Path(args.out) if args.out else None)
+def cmd_notebook(args) -> int:
+    return 0 if run_notebook(Path(args.output), launch=args.launch, submitted=args.submitted)["status"] == "rendered" else 1
 
 
 def cmd_status(args) -> None:
-    from .status import print_status
     print_status(args.profile)
 
 
 def cmd_export(args) -> None:
-    from .export import export_run
+    from dynprune.sparse.measure import export_run  # loads torch: only for the command that exports
     for folder in args.run_folders:
         print(export_run(Path(folder), fp16=args.fp16))
 
 
 def cmd_experiments(args) -> int:
-    from .session import run_session
+    if args.target:
+        _, rendered = parse_target(Path(args.target))
+        args.profile, args.only = rendered.results.name, rendered.key
     return run_session(args.profile, args.jobs, args.launch, args.only)
 
 
 def cmd_results(args) -> None:
-    from .results_md import write_results
+    from dynprune.report.results_md import write_results  # the report's figures stack: only for this command
     write_results(Path(args.out), args.profile, readme=Path(args.readme) if args.readme else None)
 
 
@@ -179,19 +168,16 @@ def build_parser() -> Parser:
     p = sub.add_parser("notebook", help="render one experiment notebook (what the Makefile calls)")
     p.add_argument("output", help="results/<profile>/<notebook>/<name>.ipynb")
     p.add_argument("--launch", choices=("local", "slurm"), default="local", help="where the kernel runs")
+    p.add_argument("--submitted", action="store_true", help=argparse.SUPPRESS)  # the Slurm job of a locked render
     p.set_defaults(func=cmd_notebook)
 
-    p = sub.add_parser("experiments", help="render every experiment of a profile through make, with a readable log")
+    p = sub.add_parser("experiments", help="render every experiment of a profile that changed, with a readable log")
     p.add_argument("--profile", default="paper")
     p.add_argument("--jobs", type=int, default=1, help="notebooks at once")
     p.add_argument("--launch", choices=("local", "slurm"), default="local")
     p.add_argument("--only", default="", help="only the experiments <notebook>/<name> matching this pattern, e.g. '*/lenet_*'")
+    p.add_argument("--target", help="only results/<profile>/<notebook>/<name>.ipynb (and what it reads)")
     p.set_defaults(func=cmd_experiments)
-
-    p = sub.add_parser("deps", help="validate every parameter file and write the make dependencies of a profile")
-    p.add_argument("--profile", default="paper")
-    p.add_argument("--out", help="include file (default: results/<profile>/.make/deps.mk)")
-    p.set_defaults(func=cmd_deps)
 
     p = sub.add_parser("status", help="every experiment of a profile: done, running, failed, missing or stale")
     p.add_argument("--profile", default="paper")

@@ -20,32 +20,33 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from dynprune import compare, plots, present
-from dynprune.config import params_root as params_folder, resolve
-from dynprune.records import csv_text, json_text, write_atomic
-from dynprune.runner import batch_results, lab_run_dir, params_file
+from dynprune.analysis import compare
+from dynprune.analysis.claims import claims
+from dynprune.analysis.results import collect
+from dynprune.config import params_file, params_root, resolve
+from dynprune.foundations.storage import write_atomic
+from dynprune.foundations.text_files import csv_text, json_text
+from dynprune.report import figures, present
+from dynprune.runs.paths import lab_run_dir, profile_results
 
 cfg = resolve(params_file(experiment), profile, overrides)
-inputs_dir = Path(inputs_dir) if inputs_dir else batch_results(profile)
+inputs_dir = Path(inputs_dir) if inputs_dir else profile_results(profile)
 run_dir = Path(run_dir) if run_dir else lab_run_dir("compare", profile, cfg.name)
-params_root = params_folder(params_file(experiment))
 display(Markdown(present.heading(cfg, profile, params_file(experiment))))
 
-runs, missing = {}, []
-for name in cfg.inputs:
-    found, absent = compare.experiment_runs(inputs_dir, name, params_root, profile)
-    runs[name] = found
-    missing += [f"{name}/{folder}" for folder in absent]
-display(Markdown("**Missing runs** (shown as missing, never filled in): " + (", ".join(f"`{m}`" for m in missing) or "none")))
+results = collect(inputs_dir, params_root(params_file(experiment)), profile, only=set(cfg.inputs))
+inputs = [results.of(key) for key in cfg.inputs if results.of(key)]
+missing = [f"{exp.key}/{r.folder} ({r.state})" for exp in inputs for r in exp.runs if r.state != "done"]
+display(Markdown("**Not finished** (shown as missing, never filled in): " + (", ".join(f"`{m}`" for m in missing) or "none")))
 
 # %% [markdown]
 # ## Every method, side by side
 
 # %%
-rows = compare.comparison_rows([r for name in cfg.inputs for r in runs[name]])
+rows = compare.comparison_rows(inputs)
 write_atomic(run_dir / "comparison.csv", csv_text(rows, compare.COLUMNS))
 table = compare.method_table(rows, compare.reference_method(rows))
-display(Markdown(compare.method_markdown(table) if rows else "no finished run to compare yet"))
+display(Markdown(present.method_markdown(table) if rows else "no finished run to compare yet"))
 
 # %% [markdown]
 # ## Accuracy against sparsity and against cost
@@ -53,40 +54,31 @@ display(Markdown(compare.method_markdown(table) if rows else "no finished run to
 # log scale: a method to the right paid more compute for its network.
 
 # %%
-figures = {}
+summaries = [s for exp in inputs for s in exp.summaries()]
+plots = {}
 if rows:
-    figures["accuracy_vs_sparsity"] = plots.accuracy_vs_sparsity(rows, [r for rs in runs.values() for r in rs])
-    figures["accuracy_vs_cost"] = plots.accuracy_vs_cost(rows)
+    plots["accuracy_vs_sparsity"] = figures.accuracy_vs_sparsity(rows, summaries)
+    plots["accuracy_vs_cost"] = figures.accuracy_vs_cost(rows)
+levels = {f"{exp.name} seed {s['seed']}": s["levels"] for exp in inputs for s in exp.summaries() if s.get("levels")}
+if levels and any(level.get("reinit_test_accuracy") is not None for ls in levels.values() for level in ls):
+    plots["levels"] = figures.imp_levels(levels)
 
 # %% [markdown]
-# ## Is the dynamic mask a winning ticket?
+# ## What the sources claim about these runs
+# The claims of `params/claims.yaml` whose experiments are all inputs of this comparison (whether the dynamic
+# mask is a winning ticket, whether dynamic pruning is cheaper than IMP at comparable accuracy, a published
+# curve), each with its verdict computed from the runs above.
 
 # %%
-verdict = None
-if cfg.ticket and cfg.dense and runs.get(cfg.ticket) and runs.get(cfg.dense):
-    verdict = compare.ticket_verdict(runs[cfg.ticket], [r["test_accuracy"] for r in runs[cfg.dense]], cfg.tolerance)
-    display(Markdown(compare.verdict_markdown(verdict)))
-elif cfg.ticket:
-    display(Markdown("**No verdict**: the ticket check or the dense baseline has not finished."))
-
-# %% [markdown]
-# ## Against a published curve
-# Where the comparison follows a published recipe, its claims are checked level by level from the runs.
+found = claims(results, cfg.tolerance, experiments=set(cfg.inputs))
+display(Markdown(present.claims_markdown(found) if found else "No claim of params/claims.yaml is about these runs alone."))
 
 # %%
-claims = []
-if cfg.reference:
-    from dynprune import claims as claim_rules
-    claims = claim_rules.reference_claims(cfg.reference, runs)
-    display(Markdown(claim_rules.claims_markdown(claims)))
-    figures["levels"] = plots.imp_levels({r["folder"]: r["levels"] for rs in runs.values() for r in rs if r.get("levels")})
-
-# %%
-for name, fig in figures.items():
+for name, fig in plots.items():
     fig.savefig(run_dir / f"{name}.png", dpi=110, bbox_inches="tight")
 write_atomic(run_dir / "summary.json", json_text(dict(
     name=cfg.name, profile=profile, rows=len(rows), missing=missing, params=cfg.to_dict(),
-    verdict=None if verdict is None else verdict["verdict"], claims=[c.as_dict() for c in claims],
+    claims=[c.as_dict() for c in found],
     methods=[dict(method=t["method"], accuracy=t["accuracy"].mean, sd=t["accuracy"].sd, n=t["accuracy"].n,
                   low=t["accuracy"].low, high=t["accuracy"].high, flops=t["flops"], seconds=t["seconds"],
                   sparsity=t["sparsity"]) for t in table])))

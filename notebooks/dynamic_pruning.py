@@ -24,10 +24,10 @@ from pathlib import Path
 
 from IPython.display import HTML, Markdown, display
 
-from dynprune import plots, present, runs
-from dynprune.config import resolve, runs_of
-from dynprune.records import load_run
-from dynprune.runner import lab_run_dir, params_file
+from dynprune.config import params_file, resolve
+from dynprune.pipeline.experiment import finished_runs, run_experiment
+from dynprune.report import figures, present
+from dynprune.runs.paths import lab_run_dir
 
 cfg = resolve(params_file(experiment), profile, overrides)
 run_dir = Path(run_dir) if run_dir else lab_run_dir("dynamic_pruning", profile, cfg.name)
@@ -38,51 +38,47 @@ display(Markdown(present.heading(cfg, profile, params_file(experiment))))
 # One run per seed (and per grid point). A run that finished before with exactly these parameters and this
 # training code is read from its folder; an interrupted one resumes from its checkpoint; a folder holding a
 # run of other parameters or code is moved to `stale/` inside it, never deleted. Each run's every epoch is
-# in its folder's `train.log` and `history.csv`; a few are shown here.
+# in its folder's `train.log` and `history.csv`; a few are shown here. A finished sparse run is exported and
+# measured (file size and CPU speed against the dense network) where the current sparse kernels have not
+# measured it yet.
 
 # %%
-finished = {}
-for run in runs_of(cfg):
-    outcome = runs.ensure(run, run_dir / run.folder, profile, root=run_dir, log=present.epoch_log(run.cfg.epochs),
-                          figures=plots.run_figures)
-    finished[run.folder] = load_run(outcome.folder) | {"point": run.point, "label": run.label}
+outcomes = run_experiment(cfg, run_dir, profile, log=present.epoch_log(cfg.epochs))
+print(present.outcomes_line(outcomes))
+finished = finished_runs(cfg, outcomes)
 
 # %% [markdown]
 # ## Result
 # Test accuracy of each final model (never a best epoch). With several seeds: mean ± sample standard
-# deviation and the 95 % interval of the mean. With a grid: one table per grid point.
+# deviation and the 95 % interval of the mean. With a grid: one row per grid point, every run folded below.
 
 # %%
-points = {}
-for r in finished.values():
-    points.setdefault(r["label"], []).append(r)
-for label, group in points.items():
-    display(Markdown((f"### {label}\n\n" if label else "") + present.runs_markdown(group)))
+display(Markdown(present.results_markdown(finished)))
 
 # %%
 if cfg.grid:
-    grid_figure = plots.accuracy_over_grid(list(finished.values()), cfg.grid)
+    grid_figure = figures.accuracy_over_grid(finished, cfg.grid)
 
 # %% [markdown]
 # ## Accuracy and loss per epoch
 
 # %%
-curves = plots.training_curves({folder: r["history"] for folder, r in finished.items()})
+curves = figures.training_curves({r["label"] + f" seed {r['seed']}": r["history"] for r in finished})
 
 # %% [markdown]
 # ## Scheduled and achieved sparsity
 # The achieved sparsity is counted from the masks; it sits exactly on the target after every update (first run).
 
 # %%
-first = next(iter(finished.values()))
-sparsity = plots.sparsity_curve(first["history"])
+first = finished[0]
+sparsity = figures.sparsity_curve(first["history"])
 
 # %% [markdown]
 # ## Where the zeros are
 # One global threshold lets layers end up with very different sparsities (first run).
 
 # %%
-layers = plots.layer_sparsity(first["layers"])
+layers = figures.layer_sparsity(first["layers"])
 
 # %% [markdown]
 # ## Parameters

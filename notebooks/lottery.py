@@ -22,10 +22,10 @@ from pathlib import Path
 
 from IPython.display import HTML, Markdown, display
 
-from dynprune import plots, present, runs
-from dynprune.config import ConfigError, resolve, runs_of
-from dynprune.records import load_run
-from dynprune.runner import lab_run_dir, params_file
+from dynprune.config import ConfigError, params_file, resolve
+from dynprune.pipeline.experiment import finished_runs, run_experiment
+from dynprune.report import figures, present
+from dynprune.runs.paths import lab_run_dir
 
 cfg = resolve(params_file(experiment), profile, overrides)
 if cfg.method != "imp":
@@ -37,10 +37,9 @@ display(Markdown(present.heading(cfg, profile, params_file(experiment))))
 # ## Training, level by level
 
 # %%
-finished = {}
-for run in runs_of(cfg):
-    outcome = runs.ensure(run, run_dir / run.folder, profile, root=run_dir, log=present.epoch_log(run.cfg.epochs, lines=0))
-    finished[run.folder] = load_run(outcome.folder) | {"label": run.label}
+outcomes = run_experiment(cfg, run_dir, profile, log=present.epoch_log(cfg.epochs, lines=0))
+print(present.outcomes_line(outcomes))
+finished = finished_runs(cfg, outcomes)
 
 # %% [markdown]
 # ## Result
@@ -48,11 +47,7 @@ for run in runs_of(cfg):
 # and what it cost — every training cycle it took.
 
 # %%
-points = {}
-for r in finished.values():
-    points.setdefault(r["label"], []).append(r)
-for label, group in points.items():
-    display(Markdown((f"### {label}\n\n" if label else "") + present.runs_markdown(group)))
+display(Markdown(present.results_markdown(finished)))
 
 # %% [markdown]
 # ## Accuracy at every level
@@ -60,8 +55,9 @@ for label, group in points.items():
 # interval), beside the random re-initialisation control where it ran, and the training cost so far.
 
 # %%
-figure = plots.imp_levels({folder: r["levels"] for folder, r in finished.items()})
-display(Markdown(present.levels_markdown({folder: r["levels"] for folder, r in finished.items()})))
+levels = {f"{r['label']} seed {r['seed']}".strip(): r["levels"] for r in finished}
+figure = figures.imp_levels(levels)
+display(Markdown(present.levels_markdown(levels)))
 
 # %% [markdown]
 # ## Parameters

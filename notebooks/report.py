@@ -18,27 +18,29 @@ inputs_dir = None              # where the runs are; None: results/<profile> (re
 # %%
 from pathlib import Path
 
-from dynprune import report
-from dynprune.config import params_root, resolve
-from dynprune.runner import batch_results, lab_run_dir, params_file
+from dynprune.analysis.claims import claims as computed_claims
+from dynprune.analysis.results import collect
+from dynprune.config import params_file, params_root, resolve
+from dynprune.report import sections as report
+from dynprune.report.page import write_page
+from dynprune.runs.paths import lab_run_dir, profile_results
 
 cfg = resolve(params_file(experiment), profile, overrides)
-inputs_dir = Path(inputs_dir) if inputs_dir else batch_results(profile)
+inputs_dir = Path(inputs_dir) if inputs_dir else profile_results(profile)
 run_dir = Path(run_dir) if run_dir else lab_run_dir("report", profile, cfg.name)
 page = report.page_path(run_dir, inputs_dir, cfg.name)   # the batch page, or one inside run_dir
 base = report.notebook_base(run_dir, inputs_dir, cfg.name)
-results = report.collect(inputs_dir, params_root(params_file(experiment)), profile)
+results = collect(inputs_dir, params_root(params_file(experiment)), profile)
 parts = [report.show(report.introduction(results), base)]
 
 # %% [markdown]
 # ## What the sources claim, and what our runs say
-# One row per claim: every published accuracy of a parameter file (`reported_accuracy`), the claims a
-# comparison checks against a published recipe (Frankle & Carbin's), and per comparison whether dynamic
-# pruning finds its network at a fraction of IMP's training compute and whether its mask is a winning
-# ticket. A claim none of whose runs has finished says *not run yet* and carries no verdict.
+# One row per claim of `params/claims.yaml`: every published accuracy, Frankle & Carbin's claims about their
+# recipe, whether dynamic pruning finds its network at a fraction of IMP's training compute, whether its mask
+# is a winning ticket. A claim none of whose runs has finished says *not run yet* and carries no verdict.
 
 # %%
-claims = report.claims(results, cfg.tolerance)
+claims = computed_claims(results, cfg.tolerance)
 parts.append(report.show(report.claims_section(results, claims, cfg.tolerance), base))
 
 # %% [markdown]
@@ -92,5 +94,5 @@ parts.append(report.show(report.deviations_section(results), base))
 
 # %%
 parts.append(report.notebooks_section(results))
-report.write_page(page, report.title(profile), parts)
+write_page(page, report.title(profile), parts)
 print(f"wrote {page}")

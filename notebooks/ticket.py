@@ -25,9 +25,11 @@ from pathlib import Path
 
 from IPython.display import HTML, Markdown, display
 
-from dynprune import present, runs, stats
-from dynprune.config import ConfigError, resolve, runs_of
-from dynprune.runner import lab_run_dir, params_file, results_root
+from dynprune.analysis import stats
+from dynprune.config import ConfigError, params_file, resolve
+from dynprune.pipeline.experiment import run_experiment
+from dynprune.report import present
+from dynprune.runs.paths import lab_run_dir, results_root
 
 cfg = resolve(params_file(experiment), profile, overrides)
 if cfg.method != "ticket_check":
@@ -36,18 +38,16 @@ run_dir = Path(run_dir) if run_dir else lab_run_dir("ticket", profile, cfg.name)
 display(Markdown(present.heading(cfg, profile, params_file(experiment))))
 if inputs_dir is None:  # in JupyterLab: the dynamic runs it needs, trained (or reused) under results/lab/
     inputs_dir = results_root() / "lab" / profile
-    for run in runs_of(resolve(params_file(cfg.ticket_from), profile)):
-        runs.ensure(run, inputs_dir / cfg.ticket_from / run.folder, profile, root=inputs_dir,
-                    log=present.epoch_log(run.cfg.epochs, lines=0))
+    source = resolve(params_file(cfg.ticket_from), profile)
+    run_experiment(source, inputs_dir / cfg.ticket_from, profile, log=present.epoch_log(source.epochs, lines=0))
 inputs_dir = Path(inputs_dir)
-display(Markdown(f"Masks from `{inputs_dir / cfg.ticket_from}`."))
+display(Markdown(f"Masks from `{cfg.ticket_from}`."))
 
 # %%
-finished = {}
-for run in runs_of(cfg):
-    outcome = runs.ensure(run, run_dir / run.folder, profile, root=run_dir, inputs=inputs_dir,
-                          log=present.epoch_log(run.cfg.epochs, lines=0))
-    finished[run.folder] = outcome.summary
+outcomes = run_experiment(cfg, run_dir, profile, log=present.epoch_log(cfg.epochs, lines=0), inputs=inputs_dir,
+                          export=False)
+print(present.outcomes_line(outcomes))
+finished = {o.folder.relative_to(run_dir.resolve()).as_posix(): o.summary for o in outcomes}
 
 # %% [markdown]
 # ## Result

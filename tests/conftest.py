@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from dynprune.config import build
-from dynprune.data import Data
+from dynprune.core.data import Data
 
 PROJECT = Path(__file__).resolve().parent.parent
 

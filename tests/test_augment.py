@@ -3,7 +3,7 @@ import pytest
 import torch
 from torchvision import transforms as T
 
-from dynprune import augment
+from dynprune.core import augment
 
 N = 3000
 

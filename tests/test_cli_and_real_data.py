@@ -6,7 +6,7 @@ import pytest
 
 from dynprune import cli
 from dynprune.config import build
-from dynprune.train import train
+from dynprune.core.train import train
 
 
 def test_train_command_writes_the_same_run_folder(mnist_root, tmp_path, capsys):
@@ -43,7 +43,7 @@ def test_real_mnist_lenet_learns_at_half_sparsity():
 def test_a_full_disk_while_writing_the_ticket_is_one_line_and_the_rerun_finishes(mnist_root, tmp_path, capsys,
                                                                                   monkeypatch):
     import errno
-    from dynprune import records
+    from dynprune.runs import run_folder as records
     out = tmp_path / "run"
     args = ["train", "--dataset", "mnist", "--model", "lenet_300_100", "--width", "0.25", "--epochs", "2",
             "--batch-size", "32", "--lr", "0.05", "--final-sparsity", "0.5", "--init", "kaiming_fan_in",

@@ -207,7 +207,7 @@ def test_a_parameter_file_outside_params_uses_the_projects_profiles(tmp_path):
 
 
 def test_descriptive_fields_are_not_part_of_a_runs_identity():
-    from dynprune.identity import identity, key
+    from dynprune.runs.identity import identity, key
     a = build(dict(epochs=3))
     assert key(identity(a)) == key(identity(a.replace(name="other", description="x", reported_accuracy=90.0,
                                                       data_root="/elsewhere", download=False)))
@@ -216,7 +216,7 @@ def test_descriptive_fields_are_not_part_of_a_runs_identity():
 
 
 def test_the_training_code_fingerprint_ignores_presentation_modules():
-    from dynprune.identity import TRAINING_CODE
+    from dynprune.runs.identity import TRAINING_CODE
     for module in ("plots.py", "report.py", "present.py", "compare.py", "cli.py", "runner.py", "bench.py", "runs.py"):
         assert module not in TRAINING_CODE
     for module in ("pruning.py", "models.py", "data.py", "augment.py", "train.py", "lottery.py", "checkpoint.py", "cost.py"):

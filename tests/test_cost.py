@@ -7,9 +7,9 @@ layer but the stem, whose input is the image.
 import pytest
 import torch
 
-from dynprune.cost import epoch_flops, per_sample_flops
-from dynprune.models import build_model
-from dynprune.pruning import prunable_weights
+from dynprune.core.cost import epoch_flops, per_sample_flops
+from dynprune.core.models import build_model
+from dynprune.core.masks import prunable_weights
 
 
 def conv(cout: int, side: int, cin: int, k: int = 3) -> int:

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from dynprune.data import DataError, load_data
-from dynprune.train import make_batches
+from dynprune.core.data import DataError, load_data
+from dynprune.core.train import make_batches
 
 from conftest import make_tree, tiny_config
 

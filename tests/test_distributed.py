@@ -71,7 +71,7 @@ def test_two_processes_train_like_one_and_a_killed_rank_resumes_with_identical_m
 def test_a_parameter_file_with_processes_trains_through_torchrun(tmp_path, monkeypatch):
     """`processes: 2` in a profile or file: the lifecycle starts torchrun itself (what a notebook render does)."""
     from dynprune.config import build, runs_of
-    from dynprune.runs import ensure
+    from dynprune.runs.lifecycle import ensure
     data = make_mnist(tmp_path / "data", n_train=1200, n_test=200)
     monkeypatch.setenv("DYNPRUNE_DATA", str(data))
     monkeypatch.setenv("DYNPRUNE_CACHE", str(tmp_path / "cache"))

@@ -9,12 +9,12 @@ import time
 import pytest
 import torch
 
-from dynprune import checkpoint as checkpoint_module
-from dynprune import train as train_module
-from dynprune.checkpoint import TrainingError
+from dynprune.core import checkpoint as checkpoint_module
+from dynprune.core import train as train_module
+from dynprune.core.checkpoint import TrainingError
 from dynprune.config import ConfigError, runs_of
-from dynprune.data import DataError, load_data
-from dynprune.train import train
+from dynprune.core.data import DataError, load_data
+from dynprune.core.train import train
 
 from conftest import in_memory_data, make_mnist, tiny_config
 
@@ -59,7 +59,7 @@ def test_a_run_killed_mid_epoch_resumes_to_exactly_the_uninterrupted_result(tmp_
     whole, killed = whole / "seed42", killed / "seed42"
     assert "resuming from" in (killed / "train.log").read_text()
     assert _history_without_times(killed) == _history_without_times(whole)
-    from dynprune.records import load_ticket
+    from dynprune.runs.run_folder import load_ticket
     a, b = load_ticket(whole / "ticket.safetensors"), load_ticket(killed / "ticket.safetensors")
     assert all(torch.equal(a["masks"][n], b["masks"][n]) for n in a["masks"])
     assert all(torch.equal(a["state_dict"][n], b["state_dict"][n]) for n in a["state_dict"])
@@ -70,7 +70,7 @@ def test_a_run_killed_mid_epoch_resumes_to_exactly_the_uninterrupted_result(tmp_
 
 
 def test_a_checkpoint_of_another_run_is_refused(tmp_path):
-    from dynprune.identity import identity
+    from dynprune.runs.identity import identity
     data, path = in_memory_data(), tmp_path / "checkpoint.pt"
     cfg = tiny_config(epochs=2)
     train(cfg, data, log=lambda _: None, checkpoint=path, identity=identity(cfg))
@@ -109,7 +109,7 @@ def test_no_pickle_is_ever_loaded_from_disk():
     """Every torch.load in the sources and the tests reads tensors and plain containers only."""
     import re
     from conftest import PROJECT
-    for path in [p for folder in ("dynprune", "notebooks", "tests") for p in (PROJECT / folder).glob("*.py")]:
+    for path in [p for folder in ("dynprune", "notebooks", "tests") for p in (PROJECT / folder).rglob("*.py")]:
         text = path.read_text()
         assert not re.search(r"weights_only\s*=\s*False", text), path
         for call in re.findall(r"torch\.load\([^)]*\)", text):
@@ -204,8 +204,9 @@ def test_labels_outside_the_classes_are_refused(tmp_path, monkeypatch):
 
 def test_a_finished_run_is_judged_by_parameters_and_code_where_its_data_is_not_on_this_machine(mnist_root, tmp_path,
                                                                                                monkeypatch):
-    from dynprune import identity, runs
-    from dynprune.records import json_text
+    from dynprune.runs import identity
+    from dynprune.runs import lifecycle as runs
+    from dynprune.runs.run_folder import json_text
     ident = runs.run_identity(tiny_config())
     assert ident["inputs"]["data"] != "missing"
     folder = tmp_path / "run"
@@ -229,7 +230,7 @@ def test_a_finished_run_is_judged_by_parameters_and_code_where_its_data_is_not_o
 
 def test_run_records_are_strict_json_even_for_a_non_finite_metric():
     import json
-    from dynprune.records import json_text
+    from dynprune.runs.run_folder import json_text
 
     def refuse(token):
         raise ValueError(f"non-standard JSON token {token}")

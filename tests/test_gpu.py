@@ -78,13 +78,13 @@ def test_with_two_device_slots_two_notebooks_render_at_once_and_a_third_waits(tm
 
 
 def test_a_runs_environment_record_names_its_device_slot(monkeypatch):
-    from dynprune import records
+    from dynprune.runs import run_folder as records
     monkeypatch.setenv("DYNPRUNE_DEVICE_SLOT", "1")
     assert records.environment(torch.device("cpu"))["device_slot"] == "1"
 
 
 def test_without_device_slots_nothing_changes(monkeypatch):
-    from dynprune import runner
+    from dynprune.pipeline import render as runner
     monkeypatch.delenv("DYNPRUNE_DEVICE_SLOTS", raising=False)
     monkeypatch.setattr(runner.subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(OSError("no nvidia-smi")))
     assert runner.device_slots() == []
@@ -93,7 +93,7 @@ def test_without_device_slots_nothing_changes(monkeypatch):
 
 
 def test_gpu_check_runs_its_code_on_the_cpu(tmp_path, monkeypatch):
-    from dynprune import gpucheck
+    from dynprune.tools import gpucheck
     monkeypatch.setenv("DYNPRUNE_DATA", str(tmp_path / "nodata"))
     assert gpucheck.main(["--device", "cpu", "--tiny", "--out", str(tmp_path / "gpu-check.json")]) == 0
     report = json.loads((tmp_path / "gpu-check.json").read_text())
@@ -103,7 +103,7 @@ def test_gpu_check_runs_its_code_on_the_cpu(tmp_path, monkeypatch):
 
 
 def test_gpu_check_without_a_gpu_says_so(capsys, monkeypatch):
-    from dynprune import gpucheck
+    from dynprune.tools import gpucheck
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert gpucheck.main(["--out", "/nonexistent/x.json"]) == 2
     assert "no CUDA GPU on this machine" in capsys.readouterr().err
@@ -113,7 +113,7 @@ def test_gpu_check_without_a_gpu_says_so(capsys, monkeypatch):
 @pytest.mark.skipif(not CUDA, reason="no CUDA GPU here")
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_training_on_the_gpu_keeps_exact_sparsity(precision):
-    from dynprune.train import train
+    from dynprune.core.train import train
     run = train(tiny_config(device="cuda", precision=precision, model="conv4", epochs=2, final_sparsity=0.8),
                 in_memory_data(channels=3, side=32), log=lambda _: None)
     assert run.device.type == "cuda" and run.masks.zeros() == round(0.8 * run.masks.total)

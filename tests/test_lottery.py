@@ -2,12 +2,13 @@
 import pytest
 import torch
 
-from dynprune import lottery, train as train_module
-from dynprune.compare import ticket_verdict
-from dynprune.identity import identity
-from dynprune.lottery import imp_levels, layerwise_levels, run_imp, shuffled_masks
-from dynprune.models import build_model
-from dynprune.train import train
+from dynprune.lottery import imp as lottery
+from dynprune.core import train as train_module
+from dynprune.analysis.compare import ticket_verdict
+from dynprune.runs.identity import identity
+from dynprune.lottery.imp import imp_levels, layerwise_levels, run_imp, shuffled_masks
+from dynprune.core.models import build_model
+from dynprune.core.train import train
 
 from conftest import in_memory_data, tiny_config
 
@@ -38,7 +39,7 @@ def test_layerwise_imp_prunes_each_layer_exactly_at_its_own_rate(tmp_path):
                       imp_layer_rates={"net.5.weight": 0.25}, final_sparsity=0.7, imp_reinit=1)
     _, extra = run_imp(cfg, in_memory_data(), tmp_path, identity(cfg), **QUIET)
     assert len(extra["levels"]) == 3  # dense + 2 rounds: 0.5 -> 0.75 for the big layers
-    ticket = lottery._load_level(tmp_path / "levels" / "level_02.safetensors", __import__("dynprune.identity").identity.key(identity(cfg)))
+    ticket = lottery._load_level(tmp_path / "levels" / "level_02.safetensors", __import__("dynprune.runs.identity").identity.key(identity(cfg)))
     masks = ticket[3]
     for name, mask in masks.items():
         rate = 0.25 if name == "net.5.weight" else 0.5
@@ -69,7 +70,7 @@ def test_masks_at_initialisation_have_exactly_the_requested_sparsity(method):
 
 def test_snip_keeps_exactly_the_connections_with_the_largest_saliency():
     """The saliency |dL/dw * w| summed over the first snip_batches batches, computed here independently."""
-    from dynprune.data import Batches
+    from dynprune.core.data import Batches
     cfg = tiny_config(method="snip", epochs=1, final_sparsity=0.6, snip_batches=2)
     data = in_memory_data()
     run = train(cfg, data, **QUIET)

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from dynprune.models import build_model
-from dynprune.pruning import prunable_weights
+from dynprune.core.models import build_model
+from dynprune.core.masks import prunable_weights
 
 # SPEC section 3
 COUNTS = [("resnet18", 3, 32, 11_164_352, 11_173_962), ("resnet18", 1, 32, 11_163_200, None),

@@ -36,7 +36,7 @@ def train_in_process(project: Path, key: str) -> None:
     """What `key`'s notebook leaves for the notebooks that read it, without a kernel: its runs, each through the
     same lifecycle call the notebook makes (`runs.ensure`), then, last, the rendered notebook that marks them done."""
     import nbformat
-    from dynprune import runs
+    from dynprune.runs import lifecycle as runs
     from dynprune.config import resolve, runs_of
     out = project / "results" / "paper"
     for run in runs_of(resolve(project / "params" / f"{key}.yaml", "paper")):
@@ -97,7 +97,7 @@ def test_dynamic_pruning_notebook_renders_a_complete_run_whatever_its_parameters
 
 
 def test_a_grid_renders_one_run_per_point_and_seed_and_reuses_the_finished_ones(project):
-    from dynprune import runs
+    from dynprune.runs import lifecycle as runs
     from dynprune.config import resolve, runs_of
     params = project / "params" / "dynamic_pruning" / "tiny.yaml"
     base = TINY.replace("epochs: 3", "epochs: 2") + "seeds: [1, 2]\n"
@@ -161,7 +161,7 @@ def test_bad_parameters_stop_before_any_kernel_starts(project):
 
 def test_every_notebook_is_a_parameterized_percent_script():
     import jupytext
-    from dynprune.runner import batch_parameters
+    from dynprune.pipeline.render import batch_parameters
     for path in (PROJECT / "notebooks").glob("*.py"):
         nb = jupytext.read(path)
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
@@ -250,7 +250,7 @@ def test_a_kernel_that_dies_leaves_a_failed_notebook_and_one_line(project):
 
 
 def test_the_terminal_line_of_a_grid_gives_its_range_not_a_mean_over_points():
-    from dynprune.runner import headline
+    from dynprune.pipeline.render import headline
     seeds = [dict(folder=f"r/x/seed{k}", test_accuracy=a, sparsity=0.8, action="reused", epochs=0)
              for k, a in ((1, 98.0), (2, 97.0))]
     assert headline(seeds) == "test accuracy 97.50 % (mean of 2 runs) at sparsity 0.8000; every run read from cache, 0 epochs"
@@ -261,7 +261,7 @@ def test_the_terminal_line_of_a_grid_gives_its_range_not_a_mean_over_points():
 
 
 def test_the_terminal_line_of_a_ticket_check_gives_each_variants_accuracy():
-    from dynprune.runner import headline
+    from dynprune.pipeline.render import headline
     runs = [dict(folder=f"r/t/seed{k}", test_accuracy=None, sparsity=0.8, action="trained", epochs=12,
                  variants={"rewind_init": a, "reinit": b}) for k, a, b in ((1, 98.0, 97.0), (2, 97.0, 96.0))]
     assert headline(runs) == ("test accuracy rewind_init 97.50 %, reinit 96.50 % (means of 2 runs) at sparsity 0.8000; "

@@ -3,10 +3,12 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from dynprune import pruning, train as train_module
-from dynprune.models import build_model
-from dynprune.pruning import Masks, global_magnitude_masks, global_score_masks, prunable_weights
-from dynprune.train import train
+from dynprune.core import threshold
+from dynprune.core import train as train_module
+from dynprune.core.models import build_model
+from dynprune.core.masks import Masks, prunable_weights
+from dynprune.core.threshold import global_magnitude_masks, global_score_masks
+from dynprune.core.train import train
 
 from conftest import in_memory_data, tiny_config
 
@@ -118,7 +120,7 @@ def tied_tensors(shapes, levels, seed, signed=False):
 @pytest.mark.parametrize("absolute", [True, False])
 def test_threshold_with_many_ties_across_tensors_matches_a_brute_force_reference(chunk, absolute, monkeypatch):
     if chunk:  # tensors spanning many chunks, ties across chunk boundaries
-        monkeypatch.setattr(pruning, "_CHUNK", chunk)
+        monkeypatch.setattr(threshold, "_CHUNK", chunk)
     shapes = [(6, 5, 3, 3), (40,), (9, 31), (1, 1), (12, 4, 1, 1), (3, 50)]
     for seed, levels in enumerate((1, 2, 3, 5, 17, 1000)):
         scores, masks = tied_tensors(shapes, levels, seed, signed=not absolute)
@@ -196,7 +198,7 @@ def test_channels_last_tensors_break_ties_in_logical_order(chunk, monkeypatch):
     """A channels-last tensor is walked in memory order for counting, but ties are resolved in its logical
     (row-major) order like any other tensor's; scores in another layout than the masks work too."""
     if chunk:
-        monkeypatch.setattr(pruning, "_CHUNK", chunk)
+        monkeypatch.setattr(threshold, "_CHUNK", chunk)
     shapes = [(5, 4, 3, 3), (8, 6, 3, 2), (7, 12)]
     for seed, levels in enumerate((1, 2, 4, 9)):
         scores, masks = tied_tensors(shapes, levels, seed)

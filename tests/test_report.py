@@ -41,9 +41,9 @@ def runs_of(project: Path, key: str, profile: str):
 
 def write_run(project: Path, profile: str, key: str, run, accuracy=None, *, stale=False, extra=None,
               data_source="torchvision files in /data/MNIST/raw", source_identity=None) -> dict:
-    from dynprune import identity as ident_module
-    from dynprune.records import HISTORY_COLUMNS, LAYER_COLUMNS, csv_text, json_text
-    from dynprune.runs import run_identity
+    from dynprune.runs import identity as ident_module
+    from dynprune.runs.run_folder import HISTORY_COLUMNS, LAYER_COLUMNS, csv_text, json_text
+    from dynprune.runs.lifecycle import run_identity
     folder = project / "results" / profile / key / run.folder
     folder.mkdir(parents=True)
     cfg = run.cfg
@@ -93,7 +93,7 @@ def levels(final: float, accuracy: float, reinit: bool = False) -> list[dict]:
 
 
 def quick_results(project: Path) -> None:
-    from dynprune import claims as claim_rules
+    from dynprune.analysis import claims as claim_rules
     p = "quick"
     experiment(project, p, "dynamic_pruning/mnist_val", [91.0])
     experiment(project, p, "dynamic_pruning/resnet18_dense", [33.0])
@@ -132,7 +132,7 @@ def quick_results(project: Path) -> None:
 
 
 def write_comparison(project: Path, profile: str, name: str, verdict, claims: list[dict]) -> None:
-    from dynprune.records import json_text
+    from dynprune.runs.run_folder import json_text
     folder = project / "results" / profile / "compare" / name
     folder.mkdir(parents=True)
     (folder / "summary.json").write_text(json_text(dict(name=name, profile=profile, methods=[], verdict=verdict,
@@ -246,8 +246,8 @@ def test_experiment_tables_mark_missing_stale_partial_and_unrendered_results(pro
 
 
 def test_results_md_is_deterministic_and_its_numbers_are_the_runs(project, tmp_path):
-    from dynprune import stats
-    from dynprune.results_md import write_results
+    from dynprune.analysis import stats
+    from dynprune.report.results_md import write_results
     out = project / "RESULTS.md"
     kw = dict(results=project / "results" / "paper", params_root=project / "params")
     first = write_results(out, "paper", **kw).read_bytes()
@@ -273,14 +273,14 @@ def test_results_md_is_deterministic_and_its_numbers_are_the_runs(project, tmp_p
 
 
 def test_without_docs_method_md_the_deviations_say_they_are_missing(tmp_path):
-    from dynprune.report import Results, deviations_section, to_markdown
+    from dynprune.report.sections import Results, deviations_section, to_markdown
     text = to_markdown(deviations_section(Results("paper", tmp_path / "results" / "paper", tmp_path / "params")),
                        tmp_path)
     assert "**missing**: `docs/method.md` does not exist yet" in text
 
 
 def test_a_report_started_from_jupyterlab_never_writes_the_batch_page(tmp_path):
-    from dynprune.report import notebook_base, page_path
+    from dynprune.report.sections import notebook_base, page_path
     inputs = tmp_path / "results" / "quick"
     assert page_path(inputs / "report" / "summary", inputs, "summary") == inputs / "index.html"
     lab = tmp_path / "results" / "lab" / "quick" / "report" / "summary"

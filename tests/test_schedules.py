@@ -2,8 +2,8 @@
 import pytest
 
 from dynprune.config import build
-from dynprune.pruning import cubic_sparsity, linear_paper_sparsity, linear_sparsity, oneshot_sparsity, target_sparsity
-from dynprune.train import train
+from dynprune.core.schedules import cubic_sparsity, linear_paper_sparsity, linear_sparsity, oneshot_sparsity, target_sparsity
+from dynprune.core.train import train
 
 from conftest import in_memory_data, tiny_config
 
@@ -51,7 +51,7 @@ def test_fine_tuning_after_the_later_papers_p():
 
 
 def test_updates_every_k_steps_hit_the_target_exactly_at_every_update(monkeypatch):
-    from dynprune import train as train_module
+    from dynprune.core import train as train_module
     updates = []
     prune_to = train_module.Masks.prune_to
 

@@ -162,8 +162,8 @@ def test_notebook_targets_outside_the_layout_are_refused(target, capsys):
 def test_a_crafted_ticket_file_is_refused_without_running_code(tmp_path):
     """A ticket.safetensors from someone else's run folder is data only; a pickle renamed to it is refused."""
     import pickle
-    from dynprune import store
-    from dynprune.records import load_ticket
+    from dynprune.foundations import storage as store
+    from dynprune.runs.run_folder import load_ticket
 
     class Payload:
         def __reduce__(self):
@@ -178,7 +178,7 @@ def test_a_crafted_ticket_file_is_refused_without_running_code(tmp_path):
 
 def test_a_run_folder_that_links_outside_its_results_is_refused(tmp_path):
     from dynprune.config import ConfigError
-    from dynprune.runs import inside
+    from dynprune.runs.lifecycle import inside
     (tmp_path / "results").mkdir()
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "results" / "seed42").symlink_to(tmp_path / "elsewhere")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dynprune.slurm import SlurmError, sbatch_command, submit_and_wait
+from dynprune.pipeline.slurm import SlurmError, sbatch_command, submit_and_wait
 from slurm_cluster import slurm_cluster  # noqa: F401  (the fixture)
 
 PY = sys.executable
@@ -180,7 +180,7 @@ def test_ctrl_c_cancels_the_job(slurm_cluster, tmp_path):
     """make interrupted: the job must not go on writing results make has given up on."""
     # Ctrl-C as a terminal sends it: Python's own handler, whatever the test runner's worker set for SIGINT
     waiter = (f"import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-              f"from dynprune.slurm import submit_and_wait; from pathlib import Path\n"
+              f"from dynprune.pipeline.slurm import submit_and_wait; from pathlib import Path\n"
               f"submit_and_wait([{PY!r}, '-c', 'import time; time.sleep(60)'], job_name='dynprune:test/interrupted', "
               f"log=Path({str(tmp_path / 'i.log')!r}), cwd=Path({str(tmp_path)!r}), resources={{}})")
     process = subprocess.Popen([PY, "-c", waiter], env=slurm_cluster.env, stderr=subprocess.PIPE, text=True)

@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from dynprune import sparse, store
-from dynprune.models import build_model
-from dynprune.pruning import prunable_weights
+from dynprune.sparse import kernels as sparse
+from dynprune.foundations import storage as store
+from dynprune.core.models import build_model
+from dynprune.core.masks import prunable_weights
 
 ARCHS = {
     "lenet_300_100": dict(name="lenet_300_100", in_channels=1, classes=10, side=28, width=1.0, init="kaiming_fan_in"),

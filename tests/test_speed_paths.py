@@ -2,7 +2,7 @@
 run here on the CPU on small models, so none is untested code when a GPU first runs them."""
 import pytest
 
-from dynprune.train import train
+from dynprune.core.train import train
 
 from conftest import in_memory_data, tiny_config
 
