@@ -129,7 +129,7 @@ def cmd_status(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from dynprune.sparse.measure import export_run  # loads torch: only for the command that exports
+    from dynprune.sparse.measurement import export_run  # loads torch: only for the command that exports
     for folder in args.run_folders:
         print(export_run(Path(folder), fp16=args.fp16))
 

@@ -63,7 +63,7 @@ if cfg.grid:
 # ## Accuracy and loss per epoch
 
 # %%
-curves = figures.training_curves({r["label"] + f" seed {r['seed']}": r["history"] for r in finished})
+curves = figures.training_curves({f"{r['label']} seed {r['seed']}".strip(): r["history"] for r in finished})
 
 # %% [markdown]
 # ## Scheduled and achieved sparsity

@@ -14,6 +14,13 @@ from dynprune.core.data import Data
 PROJECT = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(items):
+    """A Slurm or torch.distributed test is an end-to-end test too (it starts a cluster or torchrun)."""
+    for item in items:
+        if item.get_closest_marker("slurm") or item.get_closest_marker("ddp"):
+            item.add_marker(pytest.mark.e2e)
+
+
 def learnable_images(n: int, classes: int, channels: int, side: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Class k is a bright bar in row band k over noise: easy to learn, not trivial to memorise."""
     g = torch.Generator().manual_seed(seed)

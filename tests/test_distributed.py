@@ -12,7 +12,7 @@ import pytest
 
 from conftest import make_mnist
 
-pytestmark = pytest.mark.ddp
+pytestmark = [pytest.mark.ddp, pytest.mark.e2e]
 REAL = Path(os.environ.get("DYNPRUNE_DATA", "/nonexistent")) / "MNIST" / "raw"
 FLAGS = ["--dataset", "mnist", "--model", "lenet_300_100", "--init", "kaiming_fan_in", "--batch-size", "64",
          "--lr", "0.05", "--final-sparsity", "0.9", "--no-download", "--device", "cpu", "--threads", "1"]

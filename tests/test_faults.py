@@ -70,16 +70,17 @@ def test_a_run_killed_mid_epoch_resumes_to_exactly_the_uninterrupted_result(tmp_
 
 
 def test_a_checkpoint_of_another_run_is_refused(tmp_path):
-    from dynprune.runs.identity import identity
+    from dynprune.runs.identity import identity, key
     data, path = in_memory_data(), tmp_path / "checkpoint.pt"
     cfg = tiny_config(epochs=2)
-    train(cfg, data, log=lambda _: None, checkpoint=path, identity=identity(cfg))
+    train(cfg, data, log=lambda _: None, checkpoint=path, identity_key=key(identity(cfg)))
     with pytest.raises(ConfigError) as e:
-        train(cfg.replace(lr=0.01), data, log=lambda _: None, checkpoint=path, identity=identity(cfg.replace(lr=0.01)))
+        train(cfg.replace(lr=0.01), data, log=lambda _: None, checkpoint=path,
+              identity_key=key(identity(cfg.replace(lr=0.01))))
     assert "belongs to another run" in str(e.value) and "\n" not in str(e.value)
     path.write_bytes(b"garbage")
     with pytest.raises(ConfigError, match="cannot be read"):
-        train(cfg, data, log=lambda _: None, checkpoint=path, identity=identity(cfg))
+        train(cfg, data, log=lambda _: None, checkpoint=path, identity_key=key(identity(cfg)))
 
 
 def test_a_checkpoint_of_another_torch_version_is_refused(tmp_path, monkeypatch):
@@ -204,33 +205,33 @@ def test_labels_outside_the_classes_are_refused(tmp_path, monkeypatch):
 
 def test_a_finished_run_is_judged_by_parameters_and_code_where_its_data_is_not_on_this_machine(mnist_root, tmp_path,
                                                                                                monkeypatch):
-    from dynprune.runs import identity
-    from dynprune.runs import lifecycle as runs
-    from dynprune.runs.run_folder import json_text
-    ident = runs.run_identity(tiny_config())
+    from dynprune.foundations.text_files import json_text
+    from dynprune.runs import identity, lifecycle, state
+    from dynprune.runs.paths import RunFolder
+    ident = state.run_identity(tiny_config())
     assert ident["inputs"]["data"] != "missing"
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "identity.json").write_text(json_text(dict(key=identity.key(ident), identity=ident)))
     (folder / "summary.json").write_text(json_text(dict(identity=identity.key(ident))))
-    assert runs.status(folder, ident) == "done"
+    assert state.status(RunFolder(folder), ident) == "done"
     monkeypatch.setenv("DYNPRUNE_DATA", str(tmp_path / "nothing-here"))  # a colleague's folders, no data here
-    assert runs.status(folder, runs.run_identity(tiny_config())) == "done"
-    assert runs.status(folder, runs.run_identity(tiny_config(lr=0.03))) == "stale"
+    assert state.status(RunFolder(folder), state.run_identity(tiny_config())) == "done"
+    assert state.status(RunFolder(folder), state.run_identity(tiny_config(lr=0.03))) == "stale"
     # a notebook rendered here reads the run; one that would need to train stops in one line, moving nothing
     [run] = runs_of(tiny_config())
-    assert runs.ensure(run, folder, "paper", root=tmp_path, log=lambda _: None).action == "reused"
+    assert lifecycle.ensure(run, folder, "paper", root=tmp_path, log=lambda _: None).action == "reused"
     [other] = runs_of(tiny_config(lr=0.03))
     with pytest.raises(DataError, match="nothing-here"):
-        runs.ensure(other, folder, "paper", root=tmp_path, log=lambda _: None)
+        lifecycle.ensure(other, folder, "paper", root=tmp_path, log=lambda _: None)
     assert sorted(p.name for p in folder.iterdir()) == [".lock", "identity.json", "summary.json"]
     monkeypatch.setenv("DYNPRUNE_DATA", str(make_mnist(tmp_path / "other", n_train=500)))  # other data: stale
-    assert runs.status(folder, runs.run_identity(tiny_config())) == "stale"
+    assert state.status(RunFolder(folder), state.run_identity(tiny_config())) == "stale"
 
 
 def test_run_records_are_strict_json_even_for_a_non_finite_metric():
     import json
-    from dynprune.runs.run_folder import json_text
+    from dynprune.foundations.text_files import json_text
 
     def refuse(token):
         raise ValueError(f"non-standard JSON token {token}")

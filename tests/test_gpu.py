@@ -42,6 +42,7 @@ Path(run_dir).mkdir(parents=True, exist_ok=True)
 """
 
 
+@pytest.mark.e2e
 def test_with_two_device_slots_two_notebooks_render_at_once_and_a_third_waits(tmp_path):
     root = tmp_path / "project"
     (root / "params" / "dynamic_pruning").mkdir(parents=True)

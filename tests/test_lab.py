@@ -28,6 +28,8 @@ TOKEN = "dynprune-test-token"
 NOTEBOOKS = sorted(p.name for p in (PROJECT / "notebooks").glob("*.py"))
 OVERRIDES = re.compile(r"^overrides = \{\}")
 
+pytestmark = pytest.mark.e2e
+
 
 def diff(name: str, before: bytes, after: bytes) -> str:
     lines = difflib.unified_diff(before.decode().splitlines(keepends=True), after.decode().splitlines(keepends=True),

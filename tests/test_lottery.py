@@ -5,8 +5,10 @@ import torch
 from dynprune.lottery import imp as lottery
 from dynprune.core import train as train_module
 from dynprune.analysis.compare import ticket_verdict
-from dynprune.runs.identity import identity
-from dynprune.lottery.imp import imp_levels, layerwise_levels, run_imp, shuffled_masks
+from dynprune.runs.identity import identity, key
+from dynprune.lottery.imp import imp_levels, layerwise_levels, run_imp
+from dynprune.lottery.ticket_check import shuffled_masks
+from dynprune.runs.paths import RunFolder
 from dynprune.core.models import build_model
 from dynprune.core.train import train
 
@@ -37,9 +39,9 @@ def test_layerwise_imp_follows_frankle_and_carbins_lenet_percentages():
 def test_layerwise_imp_prunes_each_layer_exactly_at_its_own_rate(tmp_path):
     cfg = tiny_config(method="imp", epochs=1, prune_scope="layerwise", imp_rate=0.5,
                       imp_layer_rates={"net.5.weight": 0.25}, final_sparsity=0.7, imp_reinit=1)
-    _, extra = run_imp(cfg, in_memory_data(), tmp_path, identity(cfg), **QUIET)
+    _, extra = run_imp(cfg, in_memory_data(), RunFolder(tmp_path), identity(cfg), **QUIET)
     assert len(extra["levels"]) == 3  # dense + 2 rounds: 0.5 -> 0.75 for the big layers
-    ticket = lottery._load_level(tmp_path / "levels" / "level_02.safetensors", __import__("dynprune.runs.identity").identity.key(identity(cfg)))
+    ticket = lottery._load_level(tmp_path / "levels" / "level_02.safetensors", key(identity(cfg)))
     masks = ticket[3]
     for name, mask in masks.items():
         rate = 0.25 if name == "net.5.weight" else 0.5
@@ -50,7 +52,7 @@ def test_layerwise_imp_prunes_each_layer_exactly_at_its_own_rate(tmp_path):
 
 def test_a_level_file_costs_under_1_5_bytes_per_prunable_weight_at_80_percent(tmp_path):
     cfg = tiny_config(method="imp", epochs=1, width=1.0, imp_rate=0.6, final_sparsity=0.8)
-    _, extra = run_imp(cfg, in_memory_data(), tmp_path, identity(cfg), **QUIET)
+    _, extra = run_imp(cfg, in_memory_data(), RunFolder(tmp_path), identity(cfg), **QUIET)
     weights = 266_200
     last = sorted((tmp_path / "levels").glob("level_*.safetensors"))[-1]
     assert extra["levels"][-1]["sparsity"] == pytest.approx(0.8, abs=1e-5)
@@ -171,7 +173,7 @@ def test_rewinding_to_step_k_resumes_weights_learning_rate_and_data_order_and_tr
 def test_a_resumed_imp_run_skips_finished_levels_and_ends_with_the_same_masks(tmp_path, monkeypatch):
     data = in_memory_data()
     cfg = tiny_config(method="imp", epochs=2, final_sparsity=0.5, imp_rate=0.3, rewind_step=2)
-    whole, extra = run_imp(cfg, data, tmp_path / "whole", identity(cfg), **QUIET)
+    whole, extra = run_imp(cfg, data, RunFolder(tmp_path / "whole"), identity(cfg), **QUIET)
     assert [round(r["sparsity"], 4) for r in extra["levels"]] == [0.0, 0.3, 0.5]
 
     calls = []
@@ -185,10 +187,10 @@ def test_a_resumed_imp_run_skips_finished_levels_and_ends_with_the_same_masks(tm
 
     monkeypatch.setattr(lottery, "train", stop_after_level_1)
     with pytest.raises(KeyboardInterrupt):
-        run_imp(cfg, data, tmp_path / "resumed", identity(cfg), **QUIET)
+        run_imp(cfg, data, RunFolder(tmp_path / "resumed"), identity(cfg), **QUIET)
     calls.clear()
     monkeypatch.setattr(lottery, "train", lambda *a, **k: calls.append(1) or real_train(*a, **k))
-    resumed, resumed_extra = run_imp(cfg, data, tmp_path / "resumed", identity(cfg), **QUIET)
+    resumed, resumed_extra = run_imp(cfg, data, RunFolder(tmp_path / "resumed"), identity(cfg), **QUIET)
     assert len(calls) == 1, "only the unfinished level is trained again"
     assert all(torch.equal(whole.masks.state_dict()[n], resumed.masks.state_dict()[n]) for n in whole.masks.names)
     assert resumed_extra["test_accuracy"] == extra["test_accuracy"] and resumed_extra["epochs"] == extra["epochs"] == 6

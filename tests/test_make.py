@@ -23,6 +23,8 @@ download: false
 threads: 1
 """
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture
 def project(tmp_path) -> Path:
@@ -35,7 +37,7 @@ def project(tmp_path) -> Path:
     (root / "params" / "dynamic_pruning" / "a.yaml").write_text(TINY.format(sparsity=0.5))
     (root / "params" / "dynamic_pruning" / "b.yaml").write_text(TINY.format(sparsity=0.8))
     (root / "params" / "compare" / "ab.yaml").write_text(  # a flow-style list of inputs
-        "inputs: [dynamic_pruning/a, dynamic_pruning/b]\ndynamic: dynamic_pruning/b\n")
+        "inputs: [dynamic_pruning/a, dynamic_pruning/b]\n")
     for name in ("Makefile", "requirements.txt", "pyproject.toml"):
         shutil.copy(PROJECT / name, root / name)
         os.utime(root / name, (0, 0))  # older than the venv's stamp: make never reinstalls
@@ -67,7 +69,7 @@ def test_the_log_a_person_reads_what_a_change_renders_and_a_bad_file_failing_alo
     assert lines[-1].startswith("done in ") and "3 rendered (2 trained 2 runs, 4 epochs in all" in lines[-1]
     for chatter in ("WARNING", "KeyboardInterrupt", "Traceback", "TCP", "make:", "make["):
         assert chatter not in first.stdout + first.stderr
-    assert "(forked from a warm render server)" in (project / "results/paper/logs/dynamic_pruning/a.log").read_text()
+    assert "rendering dynamic_pruning/a" in (project / "results/paper/logs/dynamic_pruning/a.log").read_text()
     summaries = sorted((project / "results").rglob("summary.json"))
 
     again = make(project, "experiments")
@@ -111,7 +113,7 @@ def test_two_makes_of_the_same_target_leave_one_intact_result_and_one_clear_line
             "DYNPRUNE_DATA": str(project.parent / "data"), "DYNPRUNE_CACHE": str(project.parent / "cache"),
             "DYNPRUNE_NOTEBOOKS": str(project.parent / "notebooks"), "OMP_NUM_THREADS": "1"})
     first = env_make()
-    lock = project / "results/paper/.make/locks/dynamic_pruning/b.lock"
+    lock = project / "results/paper/.pipeline/locks/dynamic_pruning/b.lock"
     deadline = time.time() + 60
     while time.time() < deadline and not (lock.is_file() and lock.read_text()):
         time.sleep(0.05)

@@ -22,7 +22,6 @@ lr: 0.05
 final_sparsity: 0.7
 val_fraction: 0.2
 download: false
-reported_accuracy: 99.0
 """
 
 
@@ -57,6 +56,7 @@ def project(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
+@pytest.mark.e2e
 def test_dynamic_pruning_notebook_renders_a_complete_run_whatever_its_parameters_cell_saved(project, tmp_path):
     """JupyterLab saves the parameters cell into notebooks/*.py; the batch renderer injects every variable."""
     notebooks = tmp_path / "notebooks"
@@ -96,6 +96,7 @@ def test_dynamic_pruning_notebook_renders_a_complete_run_whatever_its_parameters
     assert "Traceback" not in html
 
 
+@pytest.mark.e2e
 def test_a_grid_renders_one_run_per_point_and_seed_and_reuses_the_finished_ones(project):
     from dynprune.runs import lifecycle as runs
     from dynprune.config import resolve, runs_of
@@ -121,9 +122,9 @@ def test_a_grid_renders_one_run_per_point_and_seed_and_reuses_the_finished_ones(
         assert json.loads((folder / "summary.json").read_text())["finished_at"] == finished_at
         assert (folder / "ticket.safetensors").stat().st_mtime_ns == mtime
     html = (out / "tiny.html").read_text()
-    for point, seed in first:
-        assert f"{point}/seed{seed}: finished before with these parameters and this training code" in html
+    assert "2 runs trained; 4 read from their folders (finished before with these parameters" in html
     assert "2 run(s) trained, 4 epochs" in proc.stdout and "(n=2, 95 % CI" in html
+    assert "<summary>Every run" in html  # the per-seed rows folded under the table of grid points
     assert "Traceback" not in html
 
     # a result made with other parameters or code is never deleted: the notebook's lifecycle call moves it to
@@ -138,6 +139,7 @@ def test_a_grid_renders_one_run_per_point_and_seed_and_reuses_the_finished_ones(
     assert json.loads((folder / "summary.json").read_text())["params"]["lr"] == 0.04
 
 
+@pytest.mark.e2e
 def test_a_failed_run_is_kept_for_inspection_and_never_taken_as_done(project):
     proc = render(project, "results/paper/dynamic_pruning/tiny.ipynb", project / "no-data-here")
     assert proc.returncode != 0
@@ -148,6 +150,7 @@ def test_a_failed_run_is_kept_for_inspection_and_never_taken_as_done(project):
     assert not (out / "tiny.ipynb").exists() and not list((out / "tiny").rglob("summary.json"))
 
 
+@pytest.mark.e2e
 def test_bad_parameters_stop_before_any_kernel_starts(project):
     path = project / "params" / "dynamic_pruning" / "tiny.yaml"
     path.write_text(TINY.replace("final_sparsity: 0.7", "final_sparsity: 1.5"))
@@ -161,14 +164,15 @@ def test_bad_parameters_stop_before_any_kernel_starts(project):
 
 def test_every_notebook_is_a_parameterized_percent_script():
     import jupytext
-    from dynprune.pipeline.render import batch_parameters
+    from dynprune.pipeline.render import parameter_names
     for path in (PROJECT / "notebooks").glob("*.py"):
         nb = jupytext.read(path)
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
-        assert set(batch_parameters(nb, "x", "paper", Path("r"), Path("i"))) >= {"experiment", "profile", "overrides", "run_dir"}
+        assert set(parameter_names(nb, path)) >= {"experiment", "profile", "overrides", "run_dir"}
 
 
+@pytest.mark.e2e
 def test_the_compare_notebook_renders_a_comparison_of_every_method(project):
     """The runs it reads are trained in this process (the lottery and ticket notebooks render in the grid test)."""
     base = TINY.replace("val_fraction: 0.2\n", "val_fraction: 0.0\nseeds: [1, 2]\nrewind_step: 5\n")
@@ -180,8 +184,12 @@ def test_the_compare_notebook_renders_a_comparison_of_every_method(project):
     (params / "lottery" / "tiny_imp.yaml").write_text(base + "method: imp\nimp_rate: 0.5\n")
     (params / "ticket" / "tiny.yaml").write_text(base + "method: ticket_check\nticket_from: dynamic_pruning/tiny\n")
     (params / "compare" / "tiny.yaml").write_text(
-        "inputs: [dynamic_pruning/tiny_dense, dynamic_pruning/tiny, lottery/tiny_imp, ticket/tiny]\n"
-        "dense: dynamic_pruning/tiny_dense\ndynamic: dynamic_pruning/tiny\nticket: ticket/tiny\n")
+        "inputs: [dynamic_pruning/tiny_dense, dynamic_pruning/tiny, lottery/tiny_imp, ticket/tiny]\n")
+    (params / "claims.yaml").write_text(
+        "publications: {seed: {label: the seed, cite: a citation}}\nclaims:\n"
+        "  - {source: seed, kind: winning_ticket, experiment: ticket/tiny, dense: dynamic_pruning/tiny_dense,"
+        " claim: the mask is a winning ticket}\n"
+        "  - {source: seed, kind: cost, experiment: dynamic_pruning/tiny, against: lottery/tiny_imp, claim: cheaper}\n")
     for key in ("dynamic_pruning/tiny_dense", "dynamic_pruning/tiny", "lottery/tiny_imp", "ticket/tiny"):
         train_in_process(project, key)
     proc = render(project, "results/paper/compare/tiny.ipynb", project / "data")
@@ -203,12 +211,15 @@ def test_the_compare_notebook_renders_a_comparison_of_every_method(project):
     assert float(by_method["imp (rewind to step 5)"]["train_flops"]) == pytest.approx(
         float(by_method["dynamic"]["train_flops"]) * (57 + 52 + 52) / 57)
     html = (out / "compare" / "tiny.html").read_text()
-    assert "Verdict: " in html and "shown as missing, never filled in): none" in html
-    assert json.loads((out / "compare" / "tiny" / "summary.json").read_text())["verdict"] in (
-        "winning ticket", "not a winning ticket", "inconclusive")
+    assert "the mask is a winning ticket (dynamic_pruning/tiny)" in html and "never filled in): none" in html
+    claims = json.loads((out / "compare" / "tiny" / "summary.json").read_text())["claims"]
+    assert [c["experiment"] for c in claims] == ["ticket/tiny", "dynamic_pruning/tiny"]
+    assert {c["verdict"] for c in claims} <= {"confirmed", "not confirmed", "inconclusive"}  # two seeds: an interval
+    assert "retrained from rewind_k" in claims[0]["ours"] and "× the training FLOPs" in claims[1]["ours"]
     assert (out / "compare" / "tiny" / "accuracy_vs_cost.png").is_file()
 
 
+@pytest.mark.e2e
 def test_a_grid_runs_through_the_lottery_and_ticket_notebooks_point_by_point(project):
     base = TINY.replace("val_fraction: 0.2\n", "val_fraction: 0.0\nrewind_step: 5\n").replace("epochs: 3", "epochs: 2") \
         + "grid: {final_sparsity: [0.5, 0.7]}\n"
@@ -231,11 +242,12 @@ def test_a_grid_runs_through_the_lottery_and_ticket_notebooks_point_by_point(pro
         assert ticket["sparsity"] == pytest.approx(float(point.split("=")[1]), abs=1e-4)
 
 
+@pytest.mark.e2e
 def test_a_kernel_that_dies_leaves_a_failed_notebook_and_one_line(project):
     notebooks = project / "notebooks"
     shutil.copytree(PROJECT / "notebooks", notebooks)
     source = (notebooks / "dynamic_pruning.py").read_text()
-    marker = "# %%\nfinished = {}"
+    marker = "# %%\noutcomes = run_experiment("
     assert marker in source
     (notebooks / "dynamic_pruning.py").write_text(source.replace(marker, "# %%\nimport os\nos._exit(9)\n\n" + marker))
     proc = render(project, "results/paper/dynamic_pruning/tiny.ipynb", project / "data",

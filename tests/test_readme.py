@@ -30,6 +30,7 @@ def test_the_readme_is_short_and_speaks_to_users():
 
 
 @pytest.mark.parametrize("command", commands())
+@pytest.mark.e2e
 def test_every_readme_command_runs_as_written(command, tmp_path):
     argv = shlex.split(command)
     if argv[0] == "export":

@@ -41,9 +41,10 @@ def runs_of(project: Path, key: str, profile: str):
 
 def write_run(project: Path, profile: str, key: str, run, accuracy=None, *, stale=False, extra=None,
               data_source="torchvision files in /data/MNIST/raw", source_identity=None) -> dict:
+    from dynprune.foundations.text_files import csv_text, json_text
     from dynprune.runs import identity as ident_module
-    from dynprune.runs.run_folder import HISTORY_COLUMNS, LAYER_COLUMNS, csv_text, json_text
-    from dynprune.runs.lifecycle import run_identity
+    from dynprune.runs.run_folder import HISTORY_COLUMNS, LAYER_COLUMNS
+    from dynprune.runs.state import run_identity
     folder = project / "results" / profile / key / run.folder
     folder.mkdir(parents=True)
     cfg = run.cfg
@@ -66,6 +67,19 @@ def write_run(project: Path, profile: str, key: str, run, accuracy=None, *, stal
     (folder / "identity.json").write_text(json_text(dict(key=key_text, identity=ident, config=cfg.to_dict())))
     (folder / "summary.json").write_text(json_text(summary))
     return summary
+
+
+def write_measurement(folder: Path, dense_bytes, export_bytes, ratio, dense_ms, export_ms, latency_ratio, dense_ips,
+                      export_ips, throughput_ratio) -> None:
+    """export/measurement.json as sparse/measurement.py writes it, by the current kernels."""
+    from dynprune.foundations.text_files import json_text
+    from dynprune.runs.identity import sparse_code
+    (folder / "export").mkdir()
+    (folder / "export" / "measurement.json").write_text(json_text(dict(
+        size=dict(dense_fp32_safetensors_bytes=dense_bytes, export_bytes=export_bytes, ratio=ratio), threads=1,
+        batch_1=dict(dense_ms=[dense_ms], export_ms=[export_ms], latency_ratio=latency_ratio),
+        batch_256=dict(dense_images_per_s=dense_ips, export_images_per_s=export_ips, throughput_ratio=throughput_ratio),
+        agreement=dict(argmax_equal=1.0), code=sparse_code())))
 
 
 def mark_rendered(project: Path, profile: str, key: str) -> None:
@@ -93,7 +107,6 @@ def levels(final: float, accuracy: float, reinit: bool = False) -> list[dict]:
 
 
 def quick_results(project: Path) -> None:
-    from dynprune.analysis import claims as claim_rules
     p = "quick"
     experiment(project, p, "dynamic_pruning/mnist_val", [91.0])
     experiment(project, p, "dynamic_pruning/resnet18_dense", [33.0])
@@ -109,12 +122,10 @@ def quick_results(project: Path) -> None:
     mark_rendered(project, p, sweep)
     # the LeNet comparison: dense, dynamic (one run exported), IMP, the ticket check; the at-init runs missing
     experiment(project, p, "dynamic_pruning/lenet_mnist_dense", [97.6, 97.8, 97.7])
-    export = dict(dense_bytes=1_066_000, export_bytes=260_000, size_ratio=4.1, dense_latency_ms_b1=0.21,
-                  export_latency_ms_b1=0.09, latency_ratio_b1=2.33, dense_images_per_s_b256=61000,
-                  export_images_per_s_b256=98000, throughput_ratio_b256=1.61, threads=1, predictions_equal=True)
     key = "dynamic_pruning/lenet_mnist_s80"
-    dynamic = [write_run(project, p, key, run, acc, extra=dict(export=export) if i == 0 else None)
-               for i, (run, acc) in enumerate(zip(runs_of(project, key, p), [97.5, 97.4, 97.6]))]
+    dynamic = [write_run(project, p, key, run, acc) for run, acc in zip(runs_of(project, key, p), [97.5, 97.4, 97.6])]
+    write_measurement(project / "results" / p / key / "seed42", 1_066_000, 260_000, 4.1, 0.21, 0.09, 2.33, 61000,
+                      98000, 1.61)
     mark_rendered(project, p, key)
     experiment(project, p, "lottery/lenet_mnist_imp_s80_rewind0", [97.2, 97.3, 97.1],
                extra=dict(levels=levels(0.8, 97.0), train_flops=24e9))
@@ -124,21 +135,10 @@ def quick_results(project: Path) -> None:
                              variants=dict(rewind_init=acc - 0.3, rewind_k=acc, reinit=acc - 1.5,
                                            random_mask=acc - 2.0)))
     mark_rendered(project, p, "ticket/lenet_mnist_s80")
-    write_comparison(project, p, "lenet_mnist_s80", verdict="winning ticket", claims=[])
-    # Frankle & Carbin's recipe: the comparison stores the claims it checked
-    fc = experiment(project, p, "lottery/lenet_fc2019_imp", [97.9], extra=dict(levels=levels(0.964, 97.5, True)))
-    stored = claim_rules.reference_claims("frankle_carbin_2019_lenet", {"lottery/lenet_fc2019_imp": fc})
-    write_comparison(project, p, "lenet_fc2019", verdict=None, claims=[c.as_dict() for c in stored])
-
-
-def write_comparison(project: Path, profile: str, name: str, verdict, claims: list[dict]) -> None:
-    from dynprune.runs.run_folder import json_text
-    folder = project / "results" / profile / "compare" / name
-    folder.mkdir(parents=True)
-    (folder / "summary.json").write_text(json_text(dict(name=name, profile=profile, methods=[], verdict=verdict,
-                                                        claims=claims, missing=[])))
-    (folder / "comparison.csv").write_text("method,experiment,test_accuracy\n")
-    mark_rendered(project, profile, f"compare/{name}")
+    mark_rendered(project, p, "compare/lenet_mnist_s80")
+    # Frankle & Carbin's recipe: its claims are decided from the IMP levels
+    experiment(project, p, "lottery/lenet_fc2019_imp", [97.9], extra=dict(levels=levels(0.964, 97.5, True)))
+    mark_rendered(project, p, "compare/lenet_fc2019")
 
 
 PAPER_S98 = [98.30, 98.41, 98.38, 98.45, 98.36]   # later paper: 98.35 -> confirmed
@@ -197,9 +197,11 @@ def badge(row: str) -> list[str]:
 
 # -- the page's content -----------------------------------------------------------------------------------------
 
+@pytest.mark.e2e
 def test_claims_come_first_with_verdicts_computed_from_the_runs(project):
     text = page(project, "quick")
     assert text.index('id="claims"') < text.index('id="figures"') < text.index('id="seed-experiments"')
+    assert "params/claims.yaml" in text  # where the claims and the experiments behind them are listed
     claims = text[text.index('id="claims"'):text.index('id="figures"')]
     assert "<details><summary>The " in claims  # a smoke test decides nothing: its claims are folded away
     paper = page(project, "paper")
@@ -214,20 +216,25 @@ def test_claims_come_first_with_verdicts_computed_from_the_runs(project):
     row = row_of(claims, "dynamic_pruning/resnet18_s90")
     assert badge(row) == ["not run yet (stale result)"] and "28.25 (n=1) — stale" in row
     assert "Frankle &amp; Carbin (2019)" in claims and "fraction of IMP" in claims
-    row = row_of(claims, "dynamic_pruning/lenet_mnist_s80 is a winning ticket")
+    row = row_of(claims, "is a winning ticket")
+    assert "ticket/lenet_mnist_s80" in row and "(dynamic_pruning/lenet_mnist_s80)" in row
     assert badge(row) == ["not comparable (quick profile)"] and "vs re-initialised" in row
+    row = row_of(claims, "tickets above ~10-20 %")  # Frankle & Carbin's words, decided from the IMP levels
+    assert "remaining" in row and badge(row) == ["not comparable (quick profile)"]
 
 
+@pytest.mark.e2e
 def test_experiment_tables_mark_missing_stale_partial_and_unrendered_results(project):
     text = page(project, "quick")
-    seed = text[text.index('id="seed-experiments"'):text.index('id="paper-experiments"')]
+    seed = text[text.index('id="seed-experiments"'):text.index('id="later_paper-experiments"')]
+    assert "Experiments of the seed" in seed
     assert "Run on: profile quick; hardware Test CPU, 2 cores (cpu); training code" in seed  # once: all rows share it
     assert badge(row_of(seed, ">cifar10_noval<")) == ["missing"]
     assert badge(row_of(seed, ">cifar10_lr0.01<")) == ["done (notebook not rendered)"]
     row = row_of(seed, ">mnist_val<")
     assert "99.49" in row and "91.00 (n=1)" in row and "80.00 %" in row and "3 (paper: 30) epochs" in row  # the quick profile's epochs
     assert 'href="dynamic_pruning/mnist_val.html"' in row
-    later = text[text.index('id="paper-experiments"'):text.index('id="own-experiments"')]
+    later = text[text.index('id="later_paper-experiments"'):text.index('id="own-experiments"')]
     assert badge(row_of(later, ">resnet18_s90<")) == ["stale"]
     own = text[text.index('id="own-experiments"'):text.index('id="comparisons"')]
     assert "97.00 ± 1.00 (n=3, 95 % CI" in row_of(own, "lenet_mnist_sweep [final_sparsity=0.9]")
@@ -241,10 +248,12 @@ def test_experiment_tables_mark_missing_stale_partial_and_unrendered_results(pro
     exported = text[text.index('id="export"'):text.index('id="seed-experiments"')]
     row = row_of(exported, ">lenet_mnist_s80<")
     assert "1.07 → 0.26 MB (×4.10)" in row and "0.21 → 0.09 ms (×2.33)" in row and "1 of 3 runs" in row
+    assert "(older)" not in row  # measured by the current kernels
     assert "not measured" in exported and "lenet_mnist_dense" not in exported  # dense: nothing to export
     assert "reached one epoch late" in text  # docs/method.md's deviations, rendered
 
 
+@pytest.mark.e2e
 def test_results_md_is_deterministic_and_its_numbers_are_the_runs(project, tmp_path):
     from dynprune.analysis import stats
     from dynprune.report.results_md import write_results
@@ -273,8 +282,9 @@ def test_results_md_is_deterministic_and_its_numbers_are_the_runs(project, tmp_p
 
 
 def test_without_docs_method_md_the_deviations_say_they_are_missing(tmp_path):
-    from dynprune.report.sections import Results, deviations_section, to_markdown
-    text = to_markdown(deviations_section(Results("paper", tmp_path / "results" / "paper", tmp_path / "params")),
+    from dynprune.analysis.results import Results
+    from dynprune.report.sections import deviations_section, to_markdown
+    text = to_markdown(deviations_section(Results("paper", tmp_path / "results" / "paper", tmp_path / "params", None)),
                        tmp_path)
     assert "**missing**: `docs/method.md` does not exist yet" in text
 
@@ -296,6 +306,7 @@ def chromium(url: str, tmp: Path, *args) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 @pytest.mark.parametrize("profile", ["quick", "paper"])
 def test_the_page_opens_from_disk_with_every_figure_and_link(project, tmp_path, profile):

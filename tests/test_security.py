@@ -144,7 +144,7 @@ def test_bad_flags_are_refused_in_one_line(flags, message, tmp_path, capsys, mon
     assert message in err
 
 
-@pytest.mark.parametrize("command", ["train", "config", "notebook", "experiments", "deps", "status", "export", "results"])
+@pytest.mark.parametrize("command", ["train", "config", "notebook", "experiments", "status", "export", "results"])
 def test_every_command_explains_itself(command, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main([command, "--help"])

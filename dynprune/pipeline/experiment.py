@@ -9,7 +9,7 @@ from dynprune.config import Config, runs_of
 from dynprune.report.figures import run_figures
 from dynprune.runs.lifecycle import Outcome, ensure
 from dynprune.runs.run_folder import load_run
-from dynprune.sparse.measure import ensure_measured
+from dynprune.sparse.measurement import ensure_measured
 
 
 def run_experiment(cfg: Config, out: Path, profile: str, log=print, inputs: Path | None = None,

@@ -214,5 +214,5 @@ def summary(outcomes: list[dict], planned: int, seconds: float) -> str:
              f"{sum(o['trained'] for o in rendered)} runs, {sum(o['epochs'] for o in rendered)} epochs in all; "
              f"{len(rendered) - len(trained)} only read finished runs), {len(failed)} failed"
              + (f", {skipped} not started because an input failed" if skipped else "")]
-    lines += [f"  FAILED {o['notebook']}: {o['reason']}" for o in failed]
+    lines += [f"  failed {o['notebook']}: {o['reason']}" for o in failed]
     return "\n".join(lines)

@@ -203,11 +203,13 @@ def accuracy_vs(series: dict[str, list[tuple]], xlabel: str, title: str, baselin
     for i, (label, points) in enumerate(series.items()):
         line = [(x, accs) for x, accs in points if x != baseline_at]
         ns = sorted({len(accs) for _, accs in line})
-        name = f"{label} (ours, n={'–'.join(map(str, (ns[0], ns[-1]) if len(ns) > 1 else ns))})" if ns else label
+        n = f"n={'–'.join(map(str, (ns[0], ns[-1]) if len(ns) > 1 else ns))}"
+        name = (f"{label} (ours, {n})" if label else f"ours ({n})") if ns else label
         rows += [dict(x=x, accuracy=a, series=name) for x, accs in line for a in accs]
         for x, accs in points:
             if x == baseline_at:
-                ax.axhline(sum(accs) / len(accs), color=f"C{i % 10}", ls=":", label=f"{label}: dense (ours)")
+                ax.axhline(sum(accs) / len(accs), color=f"C{i % 10}", ls=":",
+                           label=f"{label}: dense (ours)" if label else "dense (ours)")
     if rows:
         sns.lineplot(pd.DataFrame(rows), x="x", y="accuracy", hue="series", errorbar=interval, marker="o", ax=ax,
                      err_style="bars", err_kws={"capsize": 4})
@@ -230,7 +232,7 @@ def accuracy_over_grid(runs: list[dict], grid: dict):
         return None
     series: dict[str, dict[float, list[float]]] = {}
     for r in runs:
-        series.setdefault(label_without(r["point"], key) or "ours", {}).setdefault(r["point"][key], []).append(r["test_accuracy"])
+        series.setdefault(label_without(r["point"], key), {}).setdefault(r["point"][key], []).append(r["test_accuracy"])
     as_points = {label: list(points.items()) for label, points in series.items()}
     return accuracy_vs(as_points, key, f"accuracy against {key} (mean, 95 % interval over seeds)",
                        baseline_at=0.0 if key == "final_sparsity" else None)

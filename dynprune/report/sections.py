@@ -22,7 +22,7 @@ from dynprune.config.describe import describe
 from dynprune.report.key_figures import figures_section
 from dynprune.report.page import Badge, Figure, Link, Raw, Section, Table, Text, to_markdown
 from dynprune.runs.identity import sparse_code
-from dynprune.sparse.measure import measured
+from dynprune.sparse.measurement import measured
 
 
 def link_or_text(text: str, path: Path) -> Link | str:

@@ -36,12 +36,13 @@ def code_text(source: str) -> str:
         if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
                 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
                 and isinstance(body[0].value.value, str)):
-            node.body = body[1:] or [ast.Pass()]
+            node.body = body[1:] or ([] if isinstance(node, ast.Module) else [ast.Pass()])
     return ast.unparse(tree)
 
 
-def code_fingerprint(parts: tuple[str, ...], root: Path = PACKAGE) -> str:
-    """A hash over every module with code under the given subpackages (or single modules) of `root`."""
+def code_fingerprint(parts: tuple[str, ...], root: Path | None = None) -> str:
+    """A hash over every module with code under the given subpackages (or single modules) of `root` (dynprune/)."""
+    root = PACKAGE if root is None else root
     digest = hashlib.sha256()
     for part in parts:
         paths = sorted((root / part).rglob("*.py")) if (root / part).is_dir() else [root / part]

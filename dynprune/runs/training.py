@@ -46,8 +46,6 @@ def train_run(cfg: Config, folder: RunFolder, profile: str, ident: dict, source:
     other than 0 (which writes nothing)."""
     ctx = _context(cfg)
     data = load_data(cfg)
-    if ctx.main:
-        log(f"data: {data.source}")
     if cfg.method == "imp":
         trained, extra = run_imp(cfg, data, folder, ident, log)
         summary = save_run(trained, folder, profile, ident, extra=extra)

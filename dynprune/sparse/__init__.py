@@ -4,5 +4,5 @@ timing that chooses them), the export file format, and its measurement against t
     export(model, masks, arch, folder) -> description     load(folder) -> model     measure(...) -> figures
 """
 from dynprune.sparse.file_format import ExportError, export, load
-from dynprune.sparse.kernels import CLEAR, NOISE, SMALL_BATCH
-from dynprune.sparse.measure import measure
+from dynprune.sparse.kernels import CLEAR, NOISE, SMALL_BATCH, SparseLayer
+from dynprune.sparse.measurement import measure

@@ -24,7 +24,7 @@ from dynprune.core.masks import Masks
 from dynprune.foundations.storage import write_atomic
 from dynprune.runs.paths import RunFolder, profile_results
 from dynprune.runs.run_folder import hardware, load_ticket
-from dynprune.sparse.measure import ON_REQUEST, export_model, headline
+from dynprune.sparse.measurement import ON_REQUEST, export_model, headline
 from dynprune.core.train import make_batches, train_epoch
 
 
