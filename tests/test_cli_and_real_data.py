@@ -63,3 +63,15 @@ def test_a_full_disk_while_writing_the_ticket_is_one_line_and_the_rerun_finishes
     assert json.loads((out / "seed42" / "summary.json").read_text())["epochs"] == 2
     assert f"resumed {out / 'seed42'}/" in capsys.readouterr().out  # from the last epoch's checkpoint
     assert (out / "seed42" / "ticket.safetensors").is_file()
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="real MNIST not found under $DYNPRUNE_DATA/MNIST/raw")
+def test_the_bare_train_command_trains(tmp_path, capsys, monkeypatch):
+    """No initialisation named: `init: auto` gives LeNet-300-100 the fan_in it trains with (fan_out left it at
+    31 % after 3 epochs), recorded in the run."""
+    monkeypatch.setenv("DYNPRUNE_CACHE", str(tmp_path / "cache"))
+    assert cli.main(["train", "--dataset", "mnist", "--model", "lenet_300_100", "--epochs", "3", "--train-subset",
+                     "2000", "--threads", "1", "--out", str(tmp_path / "out")]) == 0
+    summary = json.loads((tmp_path / "out" / "seed42" / "summary.json").read_text())
+    assert summary["initialisation"] == "kaiming_fan_in" and summary["params"]["init"] == "auto"
+    assert summary["test_accuracy"] >= 85 and summary["sparsity"] == pytest.approx(0.8, abs=1e-4)

@@ -156,6 +156,40 @@ def test_divergence_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint
     assert len(torch.load(path, weights_only=True)["history"]) == 2
 
 
+def test_an_exploding_loss_stops_in_one_line_naming_the_learning_rate_and_keeps_the_last_good_checkpoint(
+        mnist_root, tmp_path):
+    """--lr 100 drives LeNet's loss to 1e26: the run stops after the first epoch whose loss rose over 100 times
+    its first value, says what to change, exits 2, and keeps its checkpoint (of the epoch before, if any)."""
+    proc = subprocess.run([sys.executable, "-m", "dynprune", "train", "--dataset", "mnist", "--model", "lenet_300_100",
+                           "--epochs", "3", "--lr", "100", "--no-download", "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300, env=os.environ | {"OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert "over 100 times its first value" in line or "the loss became" in line, line
+    assert "lr 100" in line and "initialisation (kaiming_fan_in)" in line and "checkpoint" in line
+    assert not (tmp_path / "out" / "seed42" / "summary.json").exists()
+
+
+def test_corrupt_idx_files_are_one_line(tmp_path, monkeypatch):
+    """A data file whose checksum torchvision does not know (a copy of one's own) with a broken header."""
+    root = make_mnist(tmp_path / "data")
+    monkeypatch.setenv("DYNPRUNE_CACHE", str(tmp_path / "cache"))
+    path = root / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    path.write_bytes(b"\x07\x07" + path.read_bytes()[2:])  # the magic number's first bytes must be 0
+    with pytest.raises(DataError) as e:
+        load_data(tiny_config(data_root=str(root)))
+    assert "cannot read mnist" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_prune_exclude_leaving_nothing_is_refused_before_any_data_is_read(tmp_path, capsys):
+    from dynprune import cli
+    assert cli.main(["train", "--dataset", "mnist", "--model", "lenet_300_100", "--prune-exclude", "*",
+                     "--data-root", str(tmp_path / "no-data"), "--no-download", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "prune_exclude" in err and "leaves no Conv2d/Linear weight" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_corrupt_torchvision_files_are_named(tmp_path, monkeypatch):
     root = make_mnist(tmp_path / "data")
     monkeypatch.setenv("DYNPRUNE_CACHE", str(tmp_path / "cache"))

@@ -5,7 +5,8 @@ import torch
 from dynprune.lottery import imp as lottery
 from dynprune.core import train as train_module
 from dynprune.analysis.compare import ticket_verdict
-from dynprune.runs.identity import identity, key
+from dynprune.runs.identity import identity
+from dynprune.runs.identity import key as identity_key
 from dynprune.lottery.imp import imp_levels, layerwise_levels, run_imp
 from dynprune.lottery.ticket_check import shuffled_masks
 from dynprune.runs.paths import RunFolder
@@ -41,7 +42,7 @@ def test_layerwise_imp_prunes_each_layer_exactly_at_its_own_rate(tmp_path):
                       imp_layer_rates={"net.5.weight": 0.25}, final_sparsity=0.7, imp_reinit=1)
     _, extra = run_imp(cfg, in_memory_data(), RunFolder(tmp_path), identity(cfg), **QUIET)
     assert len(extra["levels"]) == 3  # dense + 2 rounds: 0.5 -> 0.75 for the big layers
-    ticket = lottery._load_level(tmp_path / "levels" / "level_02.safetensors", key(identity(cfg)))
+    ticket = lottery._load_level(tmp_path / "levels" / "level_02.safetensors", identity_key(identity(cfg)))
     masks = ticket[3]
     for name, mask in masks.items():
         rate = 0.25 if name == "net.5.weight" else 0.5

@@ -77,6 +77,39 @@ def test_layerwise_scope_prunes_each_tensor_to_the_same_fraction():
         assert row["zeros"] == round(0.6 * row["weights"])
 
 
+class TwoLayers(nn.Module):
+    """Two Linear layers of 5 and 7 weights: a case where the global count of zeros is reached while one layer
+    still lacks one."""
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(5, 1, bias=False), nn.Linear(7, 1, bias=False)
+
+
+def test_the_layerwise_rule_is_checked_in_every_layer_not_over_the_total():
+    torch.manual_seed(0)
+    masks = Masks(TwoLayers(), scope="layerwise")
+    masks.prune_to(0.3)
+    assert [row["zeros"] for row in masks.layer_report()] == [2, 2]  # round(1.5) = 2, round(2.1) = 2
+    masks.prune_to(0.36)  # round(1.8) = 2, round(2.52) = 3: 4 zeros in all, as before, yet b lacks one
+    assert [row["zeros"] for row in masks.layer_report()] == [2, 3]
+
+
+def test_every_layerwise_update_of_a_training_run_lands_on_each_layers_count(monkeypatch):
+    """LeNet at a quarter width, cubic schedule, an update before every step: after each one, every layer holds
+    exactly round(target * its size) zeros (the layer-wise rule, counted independently from the masks)."""
+    cfg = tiny_config(prune_scope="layerwise", sparsity_schedule="cubic", prune_every_steps=1, epochs=3,
+                      final_sparsity=0.9)
+    checked = []
+    real = Masks.prune_to
+
+    def prune_and_count(self, sparsity, scores=None):
+        real(self, sparsity, scores)
+        checked.append([int((m == 0).sum()) == round(sparsity * m.numel()) for m in self.masks])
+    monkeypatch.setattr(Masks, "prune_to", prune_and_count)
+    train(cfg, in_memory_data(), log=lambda _: None)
+    assert len(checked) == 3 * 8 and all(all(layers) for layers in checked)
+
+
 def test_prune_to_never_loosens_masks():
     masks = Masks(small_convnet())
     masks.prune_to(0.6)

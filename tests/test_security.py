@@ -196,7 +196,7 @@ def test_two_trainings_into_one_folder_leave_one_intact_result_and_one_clear_lin
                OMP_NUM_THREADS="1")
     base = [sys.executable, "-m", "dynprune", "train", "--dataset", "mnist", "--model", "lenet_300_100", "--init",
             "kaiming_fan_in", "--batch-size", "16", "--no-download", "--out", str(tmp_path / "out")]
-    first = subprocess.Popen(base + ["--epochs", "6", "--lr", "0.02"], env=env, stdout=subprocess.PIPE,
+    first = subprocess.Popen(base + ["--epochs", "20", "--lr", "0.02"], env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     lock = tmp_path / "out" / "seed42" / ".lock"
     deadline = time.time() + 120
@@ -208,5 +208,5 @@ def test_two_trainings_into_one_folder_leave_one_intact_result_and_one_clear_lin
     assert first.returncode == 0, err
     assert second.returncode == 2 and second.stderr.count("\n") == 1 and "is in use by process" in second.stderr
     summary = json.loads((tmp_path / "out" / "seed42" / "summary.json").read_text())
-    assert summary["params"]["epochs"] == 6 and summary["params"]["lr"] == 0.02  # the first one's, intact
+    assert summary["params"]["epochs"] == 20 and summary["params"]["lr"] == 0.02  # the first one's, intact
     assert not (tmp_path / "out" / "seed42" / "stale").exists()

@@ -19,7 +19,12 @@ LR_SCHEDULES = ("cosine", "onecycle", "multistep", "constant")
 SPARSITY_SCHEDULES = ("linear", "linear_paper", "cubic", "oneshot")
 PRUNE_SCOPES = ("global", "layerwise")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-INITS = ("kaiming_fan_out", "kaiming_fan_in", "torchvision_vgg", "glorot_normal")
+INITS = ("auto", "kaiming_fan_out", "kaiming_fan_in", "torchvision_vgg", "glorot_normal")
+# What `init: auto` means for each model: what it is known to train with (LeNet-300-100 and Conv-4 diverge or
+# trail with fan_out, whose scale suits convolutions followed by BatchNorm; a VGG head of three Linear layers
+# needs torchvision's N(0, 0.01)). The seed's experiments name their (fan_out) initialisation explicitly.
+AUTO_INIT = {"lenet_300_100": "kaiming_fan_in", "conv4": "kaiming_fan_in", "resnet18": "kaiming_fan_out",
+             "resnet34": "kaiming_fan_out", "vgg_like": "torchvision_vgg", "vgg19": "torchvision_vgg"}
 METHODS = ("dynamic", "random", "random_layerwise", "snip", "imp", "ticket_check")
 MAX_SEED = 2**31 - 1
 
@@ -81,9 +86,10 @@ class Config:
     model: str = _f("resnet18", "network", choices=MODELS)
     width: float = _f(1.0, "multiplier on every layer's width (1 = the published size)",
                       low=0.0, low_open=True, high=8.0)
-    init: str = _f("kaiming_fan_out", "weight initialisation: Kaiming-normal fan_out for conv and linear (the "
-                   "seed's), fan_in, torchvision's VGG (fan_out conv, N(0, 0.01) linear), or Glorot-normal "
-                   "(Frankle & Carbin)", choices=INITS)
+    init: str = _f("auto", "weight initialisation: auto (what the model is known to train with: fan_in for LeNet "
+                   "and Conv-4, fan_out for ResNets, torchvision's for VGGs), Kaiming-normal fan_out for conv and "
+                   "linear (the seed's), fan_in, torchvision's VGG (fan_out conv, N(0, 0.01) linear), or "
+                   "Glorot-normal (Frankle & Carbin)", choices=INITS)
 
     # -- training
     epochs: int = _f(200, "training epochs", low=1, high=100_000)
@@ -133,6 +139,11 @@ class Config:
                              "initialisation; dynamic runs save the weights at this step", low=0)
     ticket_from: str = _f("", "ticket_check: the dynamic-pruning experiment whose final masks are retrained, "
                               "e.g. dynamic_pruning/lenet_mnist_s80 (same profile)")
+
+    @property
+    def initialisation(self) -> str:
+        """The initialisation that runs: `init`, with auto resolved for the model."""
+        return AUTO_INIT[self.model] if self.init == "auto" else self.init
 
     @property
     def prune_end(self) -> int:

@@ -25,7 +25,8 @@ def save(path: Path, run, optimizer, lr_schedule, seconds: float, identity_key: 
                  model=run.model.state_dict(), masks=run.masks.state_dict(), optimizer=optimizer.state_dict(),
                  lr_schedule=lr_schedule.state_dict(), torch_rng=torch.get_rng_state(),
                  cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                 python_rng=random.getstate(), init_state=run.init_state, rewind_state=run.rewind_state)
+                 python_rng=random.getstate(), init_state=run.init_state, rewind_state=run.rewind_state,
+                 first_loss=run.first_loss)
     buf = io.BytesIO()
     torch.save(state, buf)
     try:

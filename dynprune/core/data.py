@@ -77,11 +77,14 @@ def _read_torchvision(name: str, root: Path, download: bool):
     try:
         train = cls(str(root), train=True, download=download)
         test = cls(str(root), train=False, download=False)
-    except (RuntimeError, ValueError, OSError, EOFError) as e:
+    except (RuntimeError, ValueError, OSError, EOFError, AssertionError, KeyError, IndexError) as e:
+        # torchvision's IDX reader asserts on a bad magic number and looks its dtype up in a table: a damaged file
+        # ends in one of these, not in a DataError
         if download and not (root / marker).exists():
             raise
-        raise DataError(f"cannot read {name} from {root / marker} ({type(e).__name__}: {str(e).splitlines()[0]}); "
-                        f"the files are missing, truncated or corrupt: delete the folder to download again") from None
+        why = f"{type(e).__name__}: {str(e).splitlines()[0]}" if str(e).strip() else type(e).__name__
+        raise DataError(f"cannot read {name} from {marker} in {root} ({why}); the files are missing, truncated or "
+                        f"corrupt: copy them anew (or delete the folder to download them again)") from None
     return (_as_nchw(train.data), torch.as_tensor(train.targets), _as_nchw(test.data),
             torch.as_tensor(test.targets), list(train.classes))
 
@@ -161,17 +164,18 @@ def _cached(name: str, folder: Path, read):
 
 
 def read_raw(name: str, root: Path, download: bool):
-    """(train images, train labels, test images, test labels, classes, source description)."""
+    """(train images, train labels, test images, test labels, classes, source description). The description
+    names the files relative to the data folder: it is recorded with every run, which may be shared."""
     _, marker = TORCHVISION[name]
     tree = root / name
     if (root / marker).exists():
         loaded = _cached(name, root / marker, lambda: _read_torchvision(name, root, download=False))
-        return (*loaded, f"torchvision files in {root / marker}")
+        return (*loaded, f"torchvision files {marker}")
     if (tree / "train").is_dir():
-        return (*_cached(name, tree, lambda: _read_tree(tree)), f"image-folder tree {tree}")
+        return (*_cached(name, tree, lambda: _read_tree(tree)), f"image-folder tree {name}/")
     if download:
         try:
-            return (*_read_torchvision(name, root, download=True), f"torchvision download into {root / marker}")
+            return (*_read_torchvision(name, root, download=True), f"torchvision download {marker}")
         except Exception as e:  # offline, proxy, disk: all end the same way for the user
             reason = f"download failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
     else:

@@ -14,6 +14,9 @@ TORCHVISION = {"mnist": ("MNIST", "MNIST/raw"),
                "cifar10": ("CIFAR10", "cifar-10-batches-py")}
 
 
+NOMINAL_SHAPE = {"mnist": (1, 28), "fashion_mnist": (1, 28), "cifar10": (3, 32)}  # data set -> (channels, side)
+
+
 class DataError(RuntimeError):
     """A data problem, worded as one line that names the folder and the fix."""
 

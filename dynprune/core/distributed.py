@@ -8,7 +8,6 @@ instead of being assumed away. Evaluation counts each image once across ranks; o
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 
@@ -69,31 +68,20 @@ def masks_digest(masks: list) -> int:
     return int.from_bytes(h.digest(), "little") >> 1
 
 
-DIGESTS: list[int] = []  # every checked digest of this process, in order (the tests compare them across ranks)
-
-
-def check_masks_agree(ctx: Context, masks: list, device, where: str) -> None:
-    """Raise RankMismatch unless every rank holds exactly the same masks."""
+def check_masks_agree(ctx: Context, masks: list, device, where: str) -> bool:
+    """Raise RankMismatch unless every rank holds exactly the same masks; whether it compared any (one process
+    compares nothing)."""
     if not ctx.active:
-        return
+        return False
     import torch
     import torch.distributed as dist
     digest = masks_digest(masks)
-    DIGESTS.append(digest)
     t = torch.tensor([digest, -digest], dtype=torch.int64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     if int(t[0]) != digest or -int(t[1]) != digest:
         raise RankMismatch(f"the masks differ across the {ctx.world} processes after the update {where}; "
                            f"the ranks' weights diverged (check that every rank runs the same code and data)")
-
-
-def write_digests(ctx: Context) -> None:
-    """With DYNPRUNE_DIGESTS=<folder>, each rank writes the mask checksums it compared (the tests read them)."""
-    folder = os.environ.get("DYNPRUNE_DIGESTS")
-    if folder and ctx.active:
-        os.makedirs(folder, exist_ok=True)
-        with open(os.path.join(folder, f"rank{ctx.rank}.json"), "w") as f:
-            json.dump(DIGESTS, f)
+    return True
 
 
 def barrier(ctx: Context) -> None:

@@ -91,10 +91,11 @@ def evaluate(model: nn.Module, batches: Batches, loss_fn, ctx=distributed.SINGLE
 
 def train_epoch(model, batches: Batches, epoch: int, skip: int, optimizer, masks: Masks, loss_fn, lr_schedule,
                 per_batch: bool, bf16: bool = False, before_step=None, after_step=None):
-    """One epoch from batch `skip` on; returns this process's (loss sum, correct, images)."""
+    """One epoch from batch `skip` on; returns this process's (loss sum, correct, images, the loss of each step)."""
     model.train()
     device = batches.device
-    losses = torch.zeros(len(batches), device=device)  # per step: divergence is located without a sync per step
+    losses = torch.zeros(len(batches) - skip, device=device)  # on the device: no host sync per step
+    loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
     for step, (x, y) in enumerate(batches.epoch(epoch, skip), start=skip):
@@ -115,15 +116,29 @@ def train_epoch(model, batches: Batches, epoch: int, skip: int, optimizer, masks
             lr_schedule.step()
         if after_step is not None:
             after_step()
-        losses[step] = loss.detach() * len(y)  # accumulated on the device: no host sync per step
+        losses[step - skip] = loss.detach()
+        loss_sum += loss.detach() * len(y)
         correct += (out.argmax(1) == y).sum()
         seen += len(y)
-    bad = (~torch.isfinite(losses)).nonzero()
-    if len(bad):
-        step = int(bad[0])
-        raise TrainingError(f"the loss became {float(losses[step])} in epoch {epoch + 1}, step {step + 1}; lower the "
-                            f"learning rate (or check the data); the checkpoint of the last good epoch is kept")
-    return float(losses.sum()), int(correct), seen
+    return float(loss_sum), int(correct), seen, losses
+
+
+EXPLODED = 100  # a step's training loss this many times the run's first one: the run diverged
+
+
+def check_divergence(cfg: Config, losses: torch.Tensor, first: float, epoch: int, skip: int) -> None:
+    """Stop a run whose loss became non-finite or exploded (EXPLODED times its first step's), in one line that
+    names the likely cause; the caller has kept the checkpoint of the last good epoch."""
+    bad = (~torch.isfinite(losses) | (losses > EXPLODED * first)).nonzero()
+    if not len(bad):
+        return
+    i = int(bad[0])
+    value, where = float(losses[i]), f"in epoch {epoch + 1}, step {skip + i + 1}"
+    what = (f"the loss became {value} {where}" if not torch.isfinite(losses[i]) else
+            f"the training loss rose to {value:.3g} {where}, over {EXPLODED} times its first value ({first:.3g})")
+    raise TrainingError(f"{what}: the learning rate (lr {cfg.lr:g}) is likely too high for this network, or its "
+                        f"initialisation ({cfg.initialisation}) does not suit it (or check the data); the checkpoint "
+                        f"of the last good epoch is kept")
 
 
 def make_batches(cfg: Config, data: Data, device, channels_last: bool = False, ctx=distributed.SINGLE):
@@ -149,6 +164,8 @@ class TrainedRun:
     train_steps: int = 0              # optimizer steps this run took (all of them, also before a resume)
     train_flops: float = 0.0          # what this (dense, masked) implementation computed
     train_flops_sparse: float = 0.0   # what a kernel skipping pruned weights would need
+    first_loss: float | None = None   # the training loss of its first step (divergence is judged against it)
+    mask_checks: int = 0              # updates whose masks were compared across processes (several processes)
     init_state: dict | None = None    # weights before the first step
     rewind_state: dict | None = None  # weights after cfg.rewind_step steps (when > 0)
 
@@ -189,7 +206,7 @@ def train(cfg: Config, data: Data | None = None, log=print, *, init_state: dict 
     device = pick_device(cfg, ctx)
     data = data if data is not None else load_data(cfg)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, data.channels, len(data.classes), data.side, cfg.width, cfg.init).to(device)
+    model = build_model(cfg.model, data.channels, len(data.classes), data.side, cfg.width, cfg.initialisation).to(device)
     if init_state is not None:
         model.load_state_dict(init_state)
     # Convolutions run faster on channels-last tensors, on CPU (oneDNN) as on GPU; an MLP gains nothing.
@@ -228,6 +245,7 @@ def train(cfg: Config, data: Data | None = None, log=print, *, init_state: dict 
         lr_schedule.load_state_dict(state["lr_schedule"])
         restore_rng(state)
         run.history, run.init_state, run.rewind_state = state["history"], state["init_state"], state["rewind_state"]
+        run.first_loss = state["first_loss"]
         resumed_seconds = state["seconds"]
         log(f"resuming from {checkpoint} after epoch {run.history[-1]['epoch']}")
     step_model = torch.compile(model) if cfg.compile else model  # shares parameters with `model`
@@ -240,7 +258,7 @@ def train(cfg: Config, data: Data | None = None, log=print, *, init_state: dict 
         nonlocal target
         target = target_sparsity(cfg, t)
         masks.prune_to(target)
-        distributed.check_masks_agree(ctx, masks.masks, device, where)
+        run.mask_checks += distributed.check_masks_agree(ctx, masks.masks, device, where)
 
     first_epoch = run.history[-1]["epoch"] if run.history else start_step // steps_per_epoch
     skip = 0 if run.history else start_step % steps_per_epoch
@@ -258,7 +276,7 @@ def train(cfg: Config, data: Data | None = None, log=print, *, init_state: dict 
 
     log(f"{cfg.name} (seed {cfg.seed}, {cfg.method}): {cfg.model} on {cfg.dataset} ({len(data.train[1])} train, "
         f"{0 if data.val is None else len(data.val[1])} val, {len(data.test[1])} test) from {data.source}; "
-        f"{masks.total:,} prunable weights; device {device}" + (f", {ctx.world} processes" if ctx.active else "")
+        f"init {cfg.initialisation}; {masks.total:,} prunable weights; device {device}" + (f", {ctx.world} processes" if ctx.active else "")
         + (f"; starting at step {start_step} (rewound)" if start_step else ""))
     start = time.perf_counter() - resumed_seconds
     for epoch in range(first_epoch, cfg.epochs):
@@ -269,9 +287,12 @@ def train(cfg: Config, data: Data | None = None, log=print, *, init_state: dict 
         epoch_steps = steps_per_epoch - skip
         dense, sparse = epoch_flops(flops_total, flops_per_layer, masks.densities(),
                                     len(data.train[1]) * epoch_steps / steps_per_epoch)
-        loss_sum, correct, seen = train_epoch(
+        loss_sum, correct, seen, losses = train_epoch(
             step_model, train_batches, epoch, skip, optimizer, masks, train_loss_fn, lr_schedule, per_batch,
             cfg.precision == "bf16", before_step if scheduled and cfg.prune_every_steps else None, after_step)
+        if run.first_loss is None:
+            run.first_loss = float(losses[0])
+        check_divergence(cfg, losses, run.first_loss, epoch, skip)
         skip = 0
         loss_sum, correct, seen = distributed.all_sum(ctx, [loss_sum, correct, seen], device)
         if not per_batch:
@@ -291,7 +312,6 @@ def train(cfg: Config, data: Data | None = None, log=print, *, init_state: dict 
     run.train_flops = sum(r["train_flops"] for r in run.history)
     run.train_flops_sparse = sum(r["train_flops_sparse"] for r in run.history)
     run.test_loss, run.test_accuracy = evaluate(step_model, test_batches, eval_loss_fn, ctx)
-    distributed.write_digests(ctx)
     log(f"final model: test accuracy {run.test_accuracy:.2f}% at sparsity {masks.sparsity():.4f} "
         f"({masks.total - masks.zeros():,} of {masks.total:,} weights left), {run.train_seconds:.1f}s training")
     return run

@@ -59,7 +59,7 @@ def layerwise_levels(cfg: Config, sizes: dict[str, int], max_rounds: int = 100) 
 
 
 def _network(cfg: Config, data: Data, state: dict, masks: dict | None):
-    model = build_model(cfg.model, data.channels, len(data.classes), data.side, cfg.width, cfg.init)
+    model = build_model(cfg.model, data.channels, len(data.classes), data.side, cfg.width, cfg.initialisation)
     model.load_state_dict(state)
     m = Masks(model, cfg.prune_exclude, cfg.prune_scope)
     if masks is not None:
@@ -79,7 +79,7 @@ def prune_trained(cfg: Config, data: Data, trained_state: dict, masks: dict | No
 
 def fresh_init(cfg: Config, data: Data, seed: int) -> dict:
     torch.manual_seed(seed)
-    return build_model(cfg.model, data.channels, len(data.classes), data.side, cfg.width, cfg.init).state_dict()
+    return build_model(cfg.model, data.channels, len(data.classes), data.side, cfg.width, cfg.initialisation).state_dict()
 
 
 def _record(level: int, run: TrainedRun, target: float) -> dict:
@@ -121,7 +121,7 @@ def run_imp(cfg: Config, data: Data, folder, ident: dict, log=print) -> tuple[Tr
     ident_key = stable_key(ident)
     states_path = folder.states
     sizes = {n: w.numel() for n, w in Masks(build_model(cfg.model, data.channels, len(data.classes), data.side,
-                                                        cfg.width, cfg.init), cfg.prune_exclude).params.items()}
+                                                        cfg.width, cfg.initialisation), cfg.prune_exclude).params.items()}
     layerwise = cfg.prune_scope == "layerwise"
     plan = layerwise_levels(cfg, sizes) if layerwise else imp_levels(cfg.final_sparsity, cfg.imp_rate, cfg.imp_stops)
     planned = [sum(round(t * sizes[n]) for n, t in p.items()) / sum(sizes.values()) if layerwise else p for p in plan]

@@ -23,6 +23,7 @@ import textwrap
 from pathlib import Path
 
 from dynprune.config import DESCRIPTIVE, Config
+from dynprune.config.schema import AUTO_INIT
 
 PACKAGE = Path(__file__).resolve().parent.parent  # dynprune/
 TRAINING_CODE = ("core", "lottery")                # the subpackages whose code decides a run's numbers
@@ -54,11 +55,13 @@ def code_fingerprint(parts: tuple[str, ...], root: Path | None = None) -> str:
 
 
 def config_defaults() -> str:
-    """What training reads from the configuration: every default and the rule that resolves prune_end."""
+    """What training reads from the configuration: every default, what `init: auto` means for each model, and
+    the rules that resolve prune_end and the initialisation."""
     defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
                 for f in dataclasses.fields(Config)}
-    rule = code_text(textwrap.dedent(inspect.getsource(Config.prune_end.fget)))
-    return json.dumps(defaults, sort_keys=True, default=list) + rule
+    rules = "".join(code_text(textwrap.dedent(inspect.getsource(prop.fget)))
+                    for prop in (Config.prune_end, Config.initialisation))
+    return json.dumps([defaults, AUTO_INIT], sort_keys=True, default=list) + rules
 
 
 @functools.cache

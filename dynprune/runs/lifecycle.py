@@ -90,7 +90,7 @@ def ensure(run: RunSpec, folder: Path, profile: str, *, root: Path, inputs: Path
     lock = storage.locked(folder.lock, f"run folder {folder.path}") if main and not os.environ.get(
         "DYNPRUNE_LOCK_HELD") else contextlib.nullcontext()
     if reusable(folder, ident) is None:
-        _training().check_device(cfg)  # a device this machine lacks is refused before anything is written
+        _training().check_before_training(cfg)  # a missing device, nothing to prune: refused before any write
     with lock:
         summary = reusable(folder, ident)  # again, under the lock: another process may have just finished it
         if summary is not None:

@@ -10,6 +10,7 @@ from dynprune.config import Config
 from dynprune.core import distributed
 from dynprune.core import train as core_train
 from dynprune.core.data import load_data
+from dynprune.core.masks import check_prunable
 from dynprune.foundations import storage
 from dynprune.foundations.text_files import json_text
 from dynprune.lottery.imp import run_imp
@@ -24,8 +25,10 @@ def _context(cfg: Config) -> distributed.Context:
     return distributed.from_env(cuda=cfg.device in ("cuda", "auto") and torch.cuda.is_available())
 
 
-def check_device(cfg: Config) -> None:
+def check_before_training(cfg: Config) -> None:
+    """What can be refused before any data is read or anything in the run folder moves."""
     core_train.pick_device(cfg)
+    check_prunable(cfg)
 
 
 def fetch_data(cfg: Config) -> None:

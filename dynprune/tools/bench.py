@@ -54,7 +54,7 @@ def _random_data(n: int, channels: int, side: int, seed: int = 0) -> Data:
 
 def _setup(cfg, data: Data, variant: str):
     torch.manual_seed(0)
-    model = build_model(cfg.model, data.channels, 10, data.side, cfg.width, cfg.init)
+    model = build_model(cfg.model, data.channels, 10, data.side, cfg.width, cfg.initialisation)
     channels_last = any(isinstance(m, nn.Conv2d) for m in model.modules())
     if variant == "torch_prune":  # before the layout change: prune's flattening needs contiguous weights
         params = [(m, "weight") for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
