@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import random
+import warnings
 from pathlib import Path
 
 from dynprune.config import ConfigError
@@ -39,7 +40,9 @@ def save(path: Path, run, optimizer, lr_schedule, seconds: float, identity_key: 
 def load(path: Path, identity_key: str | None) -> dict:
     import torch
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's own warning about a file it refuses: the line below says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, not a checkpoint, or holding objects other than tensors and containers
         raise ConfigError(f"checkpoint {path} cannot be read ({type(e).__name__}); delete it to start the run over")
     if not isinstance(state, dict) or state.get("identity") != identity_key:

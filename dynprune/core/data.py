@@ -72,7 +72,8 @@ def _read_torchvision(name: str, root: Path, download: bool):
     import torchvision
     cls_name, marker = TORCHVISION[name]
     cls = getattr(torchvision.datasets, cls_name)
-    if (root / marker).exists():
+    existed = (root / marker).exists()
+    if existed:
         _verify_checksums(cls, root / marker)
     try:
         train = cls(str(root), train=True, download=download)
@@ -80,13 +81,21 @@ def _read_torchvision(name: str, root: Path, download: bool):
     except (RuntimeError, ValueError, OSError, EOFError, AssertionError, KeyError, IndexError) as e:
         # torchvision's IDX reader asserts on a bad magic number and looks its dtype up in a table: a damaged file
         # ends in one of these, not in a DataError
-        if download and not (root / marker).exists():
+        if download and not existed:
+            _remove_empty(root / marker, root)  # a download that failed leaves no empty folders behind
             raise
         why = f"{type(e).__name__}: {str(e).splitlines()[0]}" if str(e).strip() else type(e).__name__
         raise DataError(f"cannot read {name} from {marker} in {root} ({why}); the files are missing, truncated or "
                         f"corrupt: copy them anew (or delete the folder to download them again)") from None
     return (_as_nchw(train.data), torch.as_tensor(train.targets), _as_nchw(test.data),
             torch.as_tensor(test.targets), list(train.classes))
+
+
+def _remove_empty(folder: Path, root: Path) -> None:
+    """Remove `folder` and its parents up to (not including) `root` while they are empty."""
+    while folder != root and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -213,6 +222,10 @@ def load_data(cfg) -> Data:
     if cfg.resize:
         train_x, test_x = _resize(train_x, cfg.resize), _resize(test_x, cfg.resize)
     g = torch.Generator().manual_seed(cfg.seed)
+    for what, n, have in (("train_subset", cfg.train_subset, len(train_y)), ("test_subset", cfg.test_subset, len(test_y))):
+        if n > have:
+            raise DataError(f"parameter '{what}' is {n}, more than the {have} images of {cfg.dataset}'s "
+                            f"{what.split('_')[0]} split; use at most {have}, or 0 for all of them")
     if cfg.train_subset and cfg.train_subset < len(train_y):
         keep = torch.randperm(len(train_y), generator=g)[:cfg.train_subset]
         train_x, train_y = train_x[keep], train_y[keep]
