@@ -25,7 +25,11 @@ from dynprune.pipeline.status import print_status
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors and a did-you-mean for misspelled flags."""
+    """argparse with one-line errors, a did-you-mean for misspelled flags, and no abbreviations (`--epoch 2`
+    is a mistake, not `--epochs 2`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message):
         unknown = re.match(r"unrecognized arguments: (\S+)", message)
@@ -48,15 +52,37 @@ def _optional(kind):
 
 
 def _yaml(text: str):
+    """A YAML value on the command line, read as strictly as a parameter file (no tags, no duplicate keys)."""
     import yaml
     try:
-        return yaml.safe_load(text)
+        return C.parse_yaml(text, "the value")
     except yaml.YAMLError as e:
         raise argparse.ArgumentTypeError(f"not valid YAML ({getattr(e, 'problem', e)}); e.g. "
                                          f"'{{final_sparsity: [0.5, 0.9]}}'") from None
+    except C.ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a count of notebooks at once; use 1 or more")
+    return value
+
+
+_positive.__name__ = "count"
 
 
 _yaml.__name__ = "YAML"
+
+
+class OneBool(argparse.BooleanOptionalAction):
+    """--x / --no-x, refused when both are given: which one was meant?"""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest, None) is not None and hasattr(namespace, self.dest):
+            parser.error(f"{self.option_strings[0]} and {self.option_strings[1]} both given; give one of them")
+        super().__call__(parser, namespace, values, option_string)
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +94,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         if f.metadata["choices"]:
             kw["choices"] = f.metadata["choices"]
         if hint is bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+            group.add_argument(flag, action=OneBool, **kw)
         elif typing.get_origin(hint) is tuple:
             group.add_argument(flag, nargs="*", type=typing.get_args(hint)[0], **kw)
         elif typing.get_origin(hint) is dict:  # --grid '{final_sparsity: [0.5, 0.9]}'
@@ -106,13 +132,24 @@ def cmd_train(args) -> None:
     if cfg.method in ("imp", "ticket_check"):
         raise C.ConfigError(f"method {cfg.method} is rendered by its notebook (make results/<profile>/"
                             f"{'lottery' if cfg.method == 'imp' else 'ticket'}/<name>.ipynb), not by train")
-    out = Path(args.out or Path("results") / "cli" / args.profile / cfg.name)
+    out = _out_folder(args.out, Path("results") / "cli" / args.profile / cfg.name)
     quiet = launched() and os.environ.get("RANK", "0") != "0"  # under torchrun, rank 0 speaks for all
     for outcome in run_experiment(cfg, out, args.profile, log=(lambda *_: None) if quiet else print):
         s = outcome.summary
         if s and not quiet:
             print(f"{outcome.action} {outcome.folder}/ (test accuracy {s['test_accuracy']:.2f}%, "
                   f"sparsity {s['sparsity']:.4f})")
+
+
+def _out_folder(out: Path | None, default: Path) -> Path:
+    """The experiment folder train writes into: an existing folder or a new one, nothing else."""
+    if out is None:
+        return default
+    if str(out).strip() == "" or str(out) == ".":
+        raise C.ConfigError("--out is empty; name the experiment folder to write into, e.g. --out runs/sweep")
+    if out.exists() and not out.is_dir() or str(out.absolute()).startswith(("/proc/", "/sys/", "/dev/")):
+        raise C.ConfigError(f"--out {out} is not a folder dynprune can write runs into; name a new or existing folder")
+    return out
 
 
 def cmd_config(args) -> None:
@@ -125,6 +162,7 @@ def cmd_notebook(args) -> int:
 
 
 def cmd_status(args) -> None:
+    C.read_profile(args.profile, Path.cwd() / "params")  # an unknown profile is one line, not 54 'failed' ones
     print_status(args.profile)
 
 
@@ -173,7 +211,7 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("experiments", help="render every experiment of a profile that changed, with a readable log")
     p.add_argument("--profile", default="paper")
-    p.add_argument("--jobs", type=int, default=1, help="notebooks at once")
+    p.add_argument("--jobs", type=_positive, default=1, help="notebooks at once")
     p.add_argument("--launch", choices=("local", "slurm"), default="local")
     p.add_argument("--only", default="", help="only the experiments <notebook>/<name> matching this pattern, e.g. '*/lenet_*'")
     p.add_argument("--target", help="only results/<profile>/<notebook>/<name>.ipynb (and what it reads)")
@@ -206,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     except (C.ConfigError, DataError, TrainingError, StoreError, Busy, RankMismatch) as e:
         print(f"dynprune: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `python -m dynprune config ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("dynprune: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

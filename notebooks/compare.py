@@ -75,7 +75,7 @@ display(Markdown(present.claims_markdown(found) if found else "No claim of param
 
 # %%
 for name, fig in plots.items():
-    fig.savefig(run_dir / f"{name}.png", dpi=110, bbox_inches="tight")
+    figures.save(fig, run_dir / f"{name}.png")
 write_atomic(run_dir / "summary.json", json_text(dict(
     name=cfg.name, profile=profile, rows=len(rows), missing=missing, params=cfg.to_dict(),
     claims=[c.as_dict() for c in found],

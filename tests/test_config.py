@@ -169,14 +169,19 @@ def test_cli_refuses_bad_input_with_one_line_and_nonzero_exit(tmp_path):
 
 def test_grid_folders_are_lossless_plain_names_for_any_value():
     """Close floats, lists, patterns with '/' or '*': every point its own plain folder, never '..'."""
-    from dynprune.config import SAFE_NAME
+    import re
+    from dynprune.config.grid import VALUE_TEXT
     cfg = build(dict(grid=dict(lr=[0.1, 0.1000001, 1e-05], prune_exclude=[["fc.*"], ["../x"], []],
                                lr_milestones=[[], [100, 150]], prune_end_epoch=[None, 150])))
     folders = [r.folder for r in runs_of(cfg)]
     assert len(set(folders)) == len(folders) == 3 * 3 * 2 * 2
     assert "lr=0.1/" in folders[0] and any("lr=0.1000001/" in f for f in folders) and any("lr=1e-05/" in f for f in folders)
     for folder in folders:
-        assert all(SAFE_NAME.fullmatch(part) for part in folder.split("/")), folder
+        *points, seed = folder.split("/")
+        assert re.fullmatch(r"seed\d+", seed), folder
+        for part in points:  # <field>=<value as it is, or a hash of it>
+            key, _, value = part.partition("=")
+            assert key in ("lr", "prune_exclude", "lr_milestones", "prune_end_epoch") and VALUE_TEXT.fullmatch(value)
         assert ".." not in folder.split("/")
     assert any("lr_milestones=100_150" in f for f in folders) and any("prune_end_epoch=null" in f for f in folders)
 

@@ -1,6 +1,4 @@
 """The scheduler's graph and stamps, and `make status`, on prepared projects: no kernel, no training."""
-import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,6 @@ from dynprune.runs import identity
 from dynprune.runs.paths import Rendered
 from dynprune.runs.state import run_identity
 
-from conftest import PROJECT
 
 TINY = ("dataset: mnist\nmodel: lenet_300_100\nwidth: 0.25\nepochs: 2\nbatch_size: 32\nlr: 0.05\n"
         "final_sparsity: {s}\ndownload: false\nseeds: [1, 2]\n")
@@ -35,7 +32,7 @@ def project(tmp_path, monkeypatch):
 
 
 def test_the_graph_orders_inputs_first_and_names_what_each_reads(project):
-    nodes = schedule.graph(project, "paper")
+    nodes = schedule.graph(project, "paper")[0]
     keys = list(nodes)
     assert keys == ["dynamic_pruning/a", "dynamic_pruning/b", "ticket/t", "compare/ab", "report/summary"]
     assert nodes["ticket/t"].inputs == ["dynamic_pruning/b"]
@@ -44,24 +41,24 @@ def test_the_graph_orders_inputs_first_and_names_what_each_reads(project):
 
 
 def test_a_stamp_follows_what_a_notebook_is_made_from_and_what_it_reads(project):
-    before = schedule.graph(project, "paper")
+    before = schedule.graph(project, "paper")[0]
     (project / "params" / "dynamic_pruning" / "a.yaml").write_text(TINY.format(s=0.5) + "# a comment only\n")
-    same = schedule.graph(project, "paper")
+    same = schedule.graph(project, "paper")[0]
     assert {k: n.stamp for k, n in same.items()} == {k: n.stamp for k, n in before.items()}  # resolved parameters
     (project / "params" / "dynamic_pruning" / "a.yaml").write_text(TINY.format(s=0.6))
-    after = schedule.graph(project, "paper")
+    after = schedule.graph(project, "paper")[0]
     changed = {k for k in after if after[k].stamp != before[k].stamp}
     assert changed == {"dynamic_pruning/a", "compare/ab", "report/summary"}  # a and what reads it, nothing else
 
 
 def test_a_file_that_does_not_resolve_is_a_node_that_will_fail_alone(project):
     (project / "params" / "dynamic_pruning" / "a.yaml").write_text(TINY.format(s=0.5) + "final_sparsty: 1\n")
-    nodes = schedule.graph(project, "paper")
+    nodes = schedule.graph(project, "paper")[0]
     assert "unreadable" in nodes["dynamic_pruning/a"].made_from and nodes["dynamic_pruning/b"].made_from["params"]
 
 
 def test_up_to_date_needs_the_notebook_and_a_stamp_equal_to_now(project):
-    node = schedule.graph(project, "paper")["dynamic_pruning/a"]
+    node = schedule.graph(project, "paper")[0]["dynamic_pruning/a"]
     files = Rendered(project / "results" / "paper", "dynamic_pruning", "a")
     assert not schedule.up_to_date(node, files)
     files.notebook.parent.mkdir(parents=True)

@@ -178,12 +178,15 @@ def test_a_crafted_ticket_file_is_refused_without_running_code(tmp_path):
 
 def test_a_run_folder_that_links_outside_its_results_is_refused(tmp_path):
     from dynprune.config import ConfigError
+    from dynprune.foundations.storage import LinkError
     from dynprune.runs.lifecycle import inside
     (tmp_path / "results").mkdir()
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "results" / "seed42").symlink_to(tmp_path / "elsewhere")
-    with pytest.raises(ConfigError, match="lies outside"):
+    with pytest.raises(LinkError, match="seed42 is a symbolic link"):
         inside(tmp_path / "results" / "seed42", tmp_path / "results")
+    with pytest.raises(ConfigError, match="lies outside"):
+        inside(tmp_path / "results" / ".." / "elsewhere", tmp_path / "results")
 
 
 def test_two_trainings_into_one_folder_leave_one_intact_result_and_one_clear_line(tmp_path):

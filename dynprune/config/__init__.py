@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dynprune.config.checks import (build, check_experiment_key, check_name, describe_type, unknown_key_error,
                                     validate)
-from dynprune.config.files import (PROJECT, dumps, experiment_key, kind_of, params_file, params_root, read_profile,
-                                   read_yaml, resolve, resources, schema_for)
+from dynprune.config.files import (PROJECT, dumps, experiment_key, kind_of, params_file, params_root, parse_yaml,
+                                   read_profile, read_yaml, resolve, resources, schema_for)
 from dynprune.config.grid import (RunSpec, grid_points, label_without, point_folder, point_label, run_seeds, runs_of,
                                   value_text)
 from dynprune.config.schema import (DESCRIPTIVE, FIELDS, NOT_IN_GRID, NOTEBOOKS, SAFE_NAME, SCHEMAS, CompareConfig,

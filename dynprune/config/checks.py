@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import reprlib
 import typing
 
 from dynprune.config.grid import grid_points, point_folder, point_label
@@ -109,7 +110,9 @@ def _check_range(name: str, value, schema=Config) -> None:
 
 
 def _short(value) -> str:
-    text = repr(value)
+    """A value as a few dozen characters, whatever its size (reprlib stops early: a nested or aliased value from a
+    hostile file is never expanded)."""
+    text = reprlib.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -131,17 +134,17 @@ def unknown_key_error(key: str, where: str = "", schema=Config) -> ConfigError:
 def check_name(value: str, what: str) -> str:
     """A name that becomes a folder: plain characters only, so it can never leave its results folder."""
     if not isinstance(value, str) or not SAFE_NAME.fullmatch(value) or len(value) > 128:
-        raise ConfigError(f"{what} {_short(value)} is not a plain name: use letters, digits and . _ = - only "
-                          f"(no '/', no leading dot, at most 128 characters)")
+        raise ConfigError(f"{what} {_short(value)} is not a plain name: use letters, digits and . _ - only "
+                          f"(no '/', '=', '%' or space, no leading '.' or '-', at most 128 characters)")
     return value
 
 
-def check_experiment_key(value: str, what: str) -> str:
-    """'<notebook>/<name>', each part a plain name: how one experiment names another."""
+def check_experiment_key(value: str, what: str, kinds: tuple[str, ...] = NOTEBOOKS) -> str:
+    """'<notebook>/<name>', each part a plain name, the notebook one of `kinds`: how one experiment names another."""
     parts = value.split("/") if isinstance(value, str) else []
-    if len(parts) != 2 or parts[0] not in NOTEBOOKS:
-        raise ConfigError(f"{what} {_short(value)} must name an experiment as <notebook>/<name>, e.g. "
-                          f"dynamic_pruning/lenet_mnist_s80 (notebooks: {', '.join(NOTEBOOKS)})")
+    if len(parts) != 2 or parts[0] not in kinds:
+        raise ConfigError(f"{what} {_short(value)} must name an experiment as <notebook>/<name> with notebook "
+                          f"{' or '.join(kinds)}, e.g. dynamic_pruning/lenet_mnist_s80")
     check_name(parts[1], what)
     return value
 
@@ -159,9 +162,8 @@ def build(values: dict, schema=Config):
     if schema is Config:
         validate(cfg)
     else:
-        for key in ("inputs", "dense", "ticket", "dynamic"):
-            for value in (getattr(cfg, key, None) or ()) if key == "inputs" else filter(None, [getattr(cfg, key, "")]):
-                check_experiment_key(value, f"parameter '{key}':")
+        for value in getattr(cfg, "inputs", ()):  # what a comparison reads: experiments that hold runs
+            check_experiment_key(value, "parameter 'inputs':", kinds=("dynamic_pruning", "lottery", "ticket"))
     return cfg
 
 
@@ -196,7 +198,7 @@ def validate(cfg: Config) -> None:
     if cfg.method == "ticket_check":
         if not cfg.ticket_from:
             raise ConfigError("method 'ticket_check' needs ticket_from, e.g. dynamic_pruning/lenet_mnist_s80")
-        check_experiment_key(cfg.ticket_from, "parameter 'ticket_from':")
+        check_experiment_key(cfg.ticket_from, "parameter 'ticket_from':", kinds=("dynamic_pruning",))
     elif cfg.ticket_from:
         raise ConfigError(f"parameter 'ticket_from' is only for method ticket_check (this run is {cfg.method})")
     if len(set(cfg.seeds)) != len(cfg.seeds):

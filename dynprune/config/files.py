@@ -30,12 +30,40 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
         return super().construct_mapping(node, deep)
 
 
+MAX_BYTES, MAX_VALUES, MAX_DEPTH = 1 << 20, 10_000, 20  # what a parameter file may hold, at the most
+
+
+def within_bounds(data, where: str):
+    """`data`, if it holds at most MAX_VALUES values nested at most MAX_DEPTH deep, counting each use of a YAML
+    alias again: nine nested aliases (a "billion laughs") would otherwise expand to 10^9 values in any code
+    that walks, prints or hashes them."""
+    count, stack = 0, [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if count > MAX_VALUES or depth > MAX_DEPTH:
+            raise ConfigError(f"{where} holds more than {MAX_VALUES} values or nests deeper than {MAX_DEPTH} (YAML "
+                              f"aliases expanding?); a parameter file is a short mapping of plain values")
+        children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        stack += [(v, depth + 1) for _, v in children] + [(k, depth + 1) for k in (value if isinstance(value, dict) else ())]
+    return data
+
+
+def parse_yaml(text: str, where: str):
+    """YAML text as plain values: no tags, no duplicate keys, bounded (`within_bounds`)."""
+    return within_bounds(yaml.load(text, Loader=_Loader), where)
+
+
 def read_yaml(path: Path, allow_empty: bool = False) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; name a parameter file (a .yaml file) in it")
     if not path.is_file():
         raise ConfigError(f"parameter file {path} does not exist")
+    if path.stat().st_size > MAX_BYTES:
+        raise ConfigError(f"{path} is larger than {MAX_BYTES // 1024} KiB; a parameter file is a short mapping")
     try:
-        data = yaml.load(path.read_text(), Loader=_Loader)
+        data = parse_yaml(path.read_text(), str(path))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""

@@ -4,9 +4,12 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 from dataclasses import dataclass
 
-from dynprune.config.schema import SAFE_NAME, Config, _plain
+from dynprune.config.schema import Config, _plain
+
+VALUE_TEXT = re.compile(r"[A-Za-z0-9_.+-]{1,64}")  # a grid value that names its folder as it is (else by a hash)
 
 def run_seeds(cfg: Config) -> list[int]:
     return list(cfg.seeds) or [cfg.seed]
@@ -42,7 +45,7 @@ def point_folder(point: dict) -> str:
     parts = []
     for key, value in point.items():
         text = value_text(value)
-        if not SAFE_NAME.fullmatch(text) or len(text) > 64:
+        if not VALUE_TEXT.fullmatch(text):
             text = "h" + hashlib.sha1(json.dumps(_plain(value), sort_keys=True).encode()).hexdigest()[:12]
         parts.append(f"{key}={text}")
     return "/".join(parts)

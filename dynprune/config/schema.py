@@ -29,7 +29,9 @@ METHODS = ("dynamic", "random", "random_layerwise", "snip", "imp", "ticket_check
 MAX_SEED = 2**31 - 1
 
 # A name that becomes a folder or a make target: plain characters only, never '.', '..' or hidden.
-SAFE_NAME = re.compile(r"[A-Za-z0-9_=-][A-Za-z0-9._=-]*")
+# A name that becomes a folder, a file or a command-line argument (experiments, profiles): letters, digits and
+# . _ - only, never a leading '.' or '-', no '=' (make would read a target with one as a variable).
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 
 
 class ConfigError(ValueError):

@@ -1,4 +1,10 @@
-"""Files on disk: written atomically, read without pickle.
+"""Files on disk: written atomically, never through a symbolic link, read without pickle.
+
+Run folders, results and parameter files come from other people, and a link planted where dynprune writes would
+make it overwrite or append to a file elsewhere. So every file is created without following a link (a link where
+dynprune writes is refused in one line naming it), appended to only as itself, and a whole tree is checked for
+links below its base (`no_links`) before anything is written into it. Links at or above the base — a results
+folder that is a link to another disk — are the user's own setup.
 
 Tensors go into safetensors files (a JSON header and raw buffers: reading one cannot run code), with the
 plain metadata of the file as JSON inside the header. Masks are stored as packed bits (1 bit per weight)
@@ -8,6 +14,7 @@ at 80 % sparsity costs about 0.9 bytes per prunable weight instead of 9.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -22,18 +29,60 @@ class StoreError(ValueError):
     """A file that cannot be read as what it claims to be, worded as one line."""
 
 
+class LinkError(StoreError):
+    """A symbolic link where dynprune would write, worded as one line that names it."""
+
+
+def _link(path: Path) -> LinkError:
+    return LinkError(f"{path} is a symbolic link; dynprune never writes through one: remove it (or write elsewhere)")
+
+
+def no_links(path: Path, base: Path) -> Path:
+    """`path`, when no part of it below `base` is a symbolic link (or `path` lies outside `base`: then nothing is
+    checked here); else one line naming the link."""
+    path, base = Path(path).absolute(), Path(base).absolute()
+    if base not in path.parents:
+        return path
+    for part in [*reversed(path.parents[:len(path.parents) - len(base.parents) - 1]), path]:
+        if part.is_symlink():
+            raise _link(part)
+    return path
+
+
+def _open(path: Path, flags: int) -> int:
+    """os.open without following a link at `path` itself."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise _link(path) from None
+        raise
+
+
+def open_for_append(path: Path):
+    """A text file (created if missing) opened to append to, refused if it is a link."""
+    return os.fdopen(_open(Path(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a")
+
+
+def append_text(path: Path, text: str) -> None:
+    with open_for_append(path) as f:
+        f.write(text)
+
+
 def stable_key(obj) -> str:
     """A short name for a JSON-able value that is the same in every process: what identities are keyed by."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
+    """Write to a fresh temporary file beside `path`, then rename: readers never see half a file, and a link at
+    `path` is replaced, not followed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)  # a leftover of this process id, or a link planted there: never written through
     try:
-        with open(tmp, "wb") as f:
+        with os.fdopen(_open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
@@ -159,13 +208,13 @@ def locked(path: Path, what: str, wait: bool = False):
     dies, so a killed run never leaves its folder locked."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open(path, os.O_RDWR | os.O_CREAT)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
-            raise Busy(f"{what} is in use by {holder}; wait for it to finish (or write to another folder)") from None
+            raise Busy(f"{what} is in use by {holder}; wait for it to finish") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}".encode(), 0)
         yield

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from dynprune import config as C
-from dynprune.foundations.storage import Busy, locked, write_atomic
+from dynprune.foundations.storage import Busy, StoreError, locked, no_links, open_for_append, write_atomic
 from dynprune.pipeline import slurm
 from dynprune.runs.paths import Rendered
 
@@ -135,7 +135,7 @@ def _output_to(log_path: Path):
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    with open(log_path, "a") as log:
+    with open_for_append(log_path) as log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         try:
@@ -161,11 +161,13 @@ def run_notebook(target: Path, launch: str = "local", progress: str = "", submit
     print(f"{progress}{rendered.key} ({profile}) ...", flush=True)
     outcome = dict(notebook=rendered.key, status="failed", seconds=0.0, epochs=0, trained=0, reused=0, reason="")
     try:
+        for path in (rendered.notebook, rendered.html, rendered.running, rendered.failed, rendered.runs, rendered.log,
+                     rendered.events, rendered.slurm_log, rendered.lock):  # every file this render writes
+            no_links(path, root / "results")
         experiment = root / "params" / rendered.kind / f"{rendered.name}.yaml"
         C.resolve(experiment, profile)  # refuse bad parameters before any kernel starts
         with contextlib.nullcontext() if submitted else locked(rendered.lock, f"notebook {rendered.notebook}"):
-            rendered.events.parent.mkdir(parents=True, exist_ok=True)
-            rendered.events.write_text("")
+            write_atomic(rendered.events, "")
             if launch == "slurm":
                 _render_on_slurm(root, rendered)
             else:
@@ -175,7 +177,7 @@ def run_notebook(target: Path, launch: str = "local", progress: str = "", submit
                         trained=sum(e["action"] != "reused" for e in events),
                         reused=sum(e["action"] == "reused" for e in events), headline=headline(events))
         print(f"{progress}{rendered.key} done in {elapsed(time.time() - started)}: {outcome['headline']}", flush=True)
-    except (C.ConfigError, Busy, RenderError) as e:
+    except (C.ConfigError, Busy, StoreError, RenderError) as e:
         outcome["reason"] = str(e)
         print(f"{progress}{rendered.key} FAILED: {e}", flush=True)
     outcome["seconds"] = time.time() - started

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from dynprune import config as C
 from dynprune.config.claims_file import claims_path
-from dynprune.foundations.storage import write_atomic
+from dynprune.foundations.storage import no_links, write_atomic
 from dynprune.pipeline import render
 from dynprune.runs.identity import code_fingerprint, training_code
 from dynprune.runs.paths import Rendered
@@ -59,18 +59,23 @@ def notebook_code(path: Path) -> str:
     return hashlib.sha256("\n\0".join(cells).encode()).hexdigest()
 
 
-def graph(root: Path, profile: str) -> dict[str, Node]:
-    """Every experiment of root/params in run order, with its inputs and stamp. A file that does not resolve is
-    a node too: its render fails in one line and nothing else depends on that."""
+def graph(root: Path, profile: str) -> tuple[dict[str, Node], list[str]]:
+    """(every experiment of root/params in run order, with its inputs and stamp; a line for each parameter file
+    whose name cannot be a notebook's). A file that does not resolve is a node too: its render fails in one line
+    and nothing else waits for it."""
     C.check_name(profile, "profile")
     C.read_profile(profile, root / "params")
     notebooks = {kind: notebook_code(render.notebooks_dir() / f"{kind}.py") for kind in ORDER}
     shared = dict(code=code_fingerprint(PRESENTATION), training=training_code(), claims=_file_hash(claims_path(root / "params")))
-    nodes = {}
+    nodes, refused = {}, []
     for kind in ORDER:
         folder = root / "params" / kind
         for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
-            C.check_name(path.stem, f"parameter file {folder.relative_to(root)}/")
+            try:
+                C.check_name(path.stem, "its name")
+            except C.ConfigError as e:
+                refused.append(f"params/{kind}/{path.name}: {e}; rename the file")
+                continue
             node = Node(kind, path.stem, path)
             try:
                 cfg = C.resolve(path, profile)
@@ -86,7 +91,7 @@ def graph(root: Path, profile: str) -> dict[str, Node]:
     for node in nodes.values():  # in ORDER, every input before what reads it
         node.stamp = hashlib.sha256(json.dumps(node.made_from | {"inputs": {i: nodes[i].stamp for i in node.inputs}},
                                                sort_keys=True).encode()).hexdigest()
-    return nodes
+    return nodes, refused
 
 
 def _file_hash(path: Path) -> str:
@@ -141,7 +146,9 @@ def warm_up() -> None:
 def run_session(profile: str, jobs: int, launch: str = "local", only: str = "", root: Path | None = None) -> int:
     """Render what changed (of the experiments matching `only`, and what they read); 0 when nothing failed."""
     start, root = time.time(), Path(root or Path.cwd())
-    nodes = graph(root, profile)
+    nodes, refused = graph(root, profile)
+    for line in refused:
+        print(f"FAILED {line}", flush=True)
     results = root / "results" / profile
     files = {key: Rendered(results, n.kind, n.name) for key, n in nodes.items()}
     chosen = [k for k in nodes if not only or fnmatch.fnmatchcase(k, only)]
@@ -170,6 +177,7 @@ def run_session(profile: str, jobs: int, launch: str = "local", only: str = "", 
                 key = ready.pop(0)
                 pending.remove(key)
                 started += 1
+                no_links(files[key].stamp, root / "results")
                 files[key].stamp.unlink(missing_ok=True)  # a render that does not finish is never up to date
                 receive, send = context.Pipe(duplex=False)
                 process = context.Process(target=_child, args=(files[key].notebook, launch,
@@ -202,7 +210,7 @@ def run_session(profile: str, jobs: int, launch: str = "local", only: str = "", 
               f".running.ipynb), {len(pending)} not started; run the same command again to go on", flush=True)
         return 130
     print(summary(list(outcomes.values()), len(todo), time.time() - start), flush=True)
-    return 1 if any(o["status"] != "rendered" for o in outcomes.values()) or len(outcomes) < len(todo) else 0
+    return 1 if refused or any(o["status"] != "rendered" for o in outcomes.values()) or len(outcomes) < len(todo) else 0
 
 
 def summary(outcomes: list[dict], planned: int, seconds: float) -> str:

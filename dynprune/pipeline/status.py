@@ -73,7 +73,9 @@ def experiment_state(results: Path, kind: str, name: str, path: Path, profile: s
 def print_status(profile: str, root: Path | None = None) -> None:
     root = Path(root or Path.cwd())
     results = root / "results" / profile
-    rows = [(f"{kind}/{path.stem}", *experiment_state(results, kind, path.stem, path, profile))
+    rows = [(f"{kind}/{path.stem}", *(experiment_state(results, kind, path.stem, path, profile)
+                                      if C.SAFE_NAME.fullmatch(path.stem) else ("failed", f"{path.name}: not a plain "
+                                                                                          f"name; rename the file")))
             for kind in ORDER for path in sorted((root / "params" / kind).glob("*.yaml"))]
     width = max(len(r[0]) for r in rows) if rows else 10
     for key, state, detail in rows:

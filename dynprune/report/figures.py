@@ -7,6 +7,9 @@ a bootstrap). Epochs are whole numbers on every axis; legends move beside the pl
 """
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -16,6 +19,7 @@ from dynprune.analysis import stats
 from dynprune.analysis.claims import level_table
 from dynprune.analysis.compare import method_label
 from dynprune.config import label_without
+from dynprune.foundations.storage import write_atomic
 
 STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9, "xtick.labelsize": 9,
          "ytick.labelsize": 9, "axes.grid": True, "grid.alpha": 0.3, "figure.dpi": 100, "savefig.bbox": "tight"}
@@ -109,10 +113,23 @@ def layer_sparsity(layers: list[dict]):
     return fig
 
 
+def png(fig, dpi: int = 110) -> bytes:
+    """The figure as PNG bytes, and closed: a notebook would otherwise draw it again."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def save(fig, path: Path, dpi: int = 110) -> None:
+    """The figure as a PNG file, written atomically (never through a link)."""
+    write_atomic(path, png(fig, dpi))
+
+
 def run_figures(run) -> dict:
-    """The figures saved with every newly trained run (its folder's figures/)."""
-    return {"training_curves": training_curves({"": run.history}), "sparsity": sparsity_curve(run.history),
-            "layer_sparsity": layer_sparsity(run.masks.layer_report())}
+    """The figures saved with every newly trained run (its folder's figures/), as PNG bytes."""
+    return {"training_curves": png(training_curves({"": run.history})), "sparsity": png(sparsity_curve(run.history)),
+            "layer_sparsity": png(layer_sparsity(run.masks.layer_report()))}
 
 
 # -- over seeds ------------------------------------------------------------------------------------------

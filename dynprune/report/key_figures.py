@@ -17,9 +17,7 @@ from dynprune.runs.run_folder import load_run
 
 
 def _save(fig, path: Path, alt: str, caption: str) -> Figure:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    figures.save(fig, path, dpi=100)
     return Figure(path, alt, caption)
 
 

@@ -37,10 +37,13 @@ class Outcome:
 
 
 def inside(folder: Path, root: Path) -> Path:
-    """`folder`, resolved, if it lies inside `root` (links followed); else one line and no write."""
-    resolved, base = Path(folder).resolve(), Path(root).resolve()
+    """`folder`, resolved, if it lies inside `root` with no symbolic link from `root` down (`root` included: a
+    planted link there would lead the run elsewhere); else one line and no write."""
+    root = Path(root).absolute()
+    storage.no_links(Path(folder).absolute(), root.parent)
+    resolved, base = Path(folder).resolve(), root.resolve()
     if resolved != base and base not in resolved.parents:
-        raise ConfigError(f"run folder {folder} lies outside {root} (a link or '..' leads out); refusing to write there")
+        raise ConfigError(f"run folder {folder} lies outside {root} (a '..' leads out); refusing to write there")
     return resolved
 
 
@@ -72,8 +75,7 @@ def _event(outcome: Outcome) -> None:
         s = outcome.summary
         line = dict(folder=str(outcome.folder), action=outcome.action, epochs=outcome.epochs_trained,
                     test_accuracy=s.get("test_accuracy"), sparsity=s.get("sparsity"), variants=s.get("variants"))
-        with open(path, "a") as f:
-            f.write(json.dumps(line) + "\n")
+        storage.append_text(Path(path), json.dumps(line) + "\n")
 
 
 def ensure(run: RunSpec, folder: Path, profile: str, *, root: Path, inputs: Path | None = None, log=print,
@@ -87,20 +89,14 @@ def ensure(run: RunSpec, folder: Path, profile: str, *, root: Path, inputs: Path
     source_identity = source["summary"]["identity"] if source else None
     ident = run_identity(cfg, source_identity)
     main = not distributed.launched() or int(os.environ.get("RANK", "0")) == 0
+    if reusable(folder, ident) is not None:  # read without the lock: a colleague's read-only folder is readable
+        return _reused(run, folder, ident, log)
+    _training().check_before_training(cfg)  # a missing device, nothing to prune: refused before any write
     lock = storage.locked(folder.lock, f"run folder {folder.path}") if main and not os.environ.get(
         "DYNPRUNE_LOCK_HELD") else contextlib.nullcontext()
-    if reusable(folder, ident) is None:
-        _training().check_before_training(cfg)  # a missing device, nothing to prune: refused before any write
     with lock:
-        summary = reusable(folder, ident)  # again, under the lock: another process may have just finished it
-        if summary is not None:
-            elsewhere = "" if summary.get("identity") == identity.key(ident) else \
-                " (its data is not on this machine: judged by its parameters and training code)"
-            log(f"{run.folder}: finished before with these parameters and this training code; read from "
-                f"{folder.path}" + elsewhere)
-            outcome = Outcome(folder.path, summary, "reused", 0)
-            _event(outcome)
-            return outcome
+        if reusable(folder, ident) is not None:  # another process has just finished it
+            return _reused(run, folder, ident, log)
         training = _training()
         if ident["inputs"]["data"] == "missing":  # fetch the data, or stop in one line, before anything is moved
             training.fetch_data(cfg)
@@ -125,6 +121,17 @@ def ensure(run: RunSpec, folder: Path, profile: str, *, root: Path, inputs: Path
     return outcome
 
 
+def _reused(run: RunSpec, folder: RunFolder, ident: dict, log=print) -> Outcome:
+    summary = reusable(folder, ident)
+    elsewhere = "" if summary.get("identity") == identity.key(ident) else \
+        " (its data is not on this machine: judged by its parameters and training code)"
+    log(f"{run.folder}: finished before with these parameters and this training code; read from {folder.path}"
+        + elsewhere)
+    outcome = Outcome(folder.path, summary, "reused", 0)
+    _event(outcome)
+    return outcome
+
+
 def _training():
     """runs/training.py, which loads torch (seconds): imported only when something must train, so that a
     notebook whose runs are all finished (every re-render) never imports it."""
@@ -135,8 +142,7 @@ def _training():
 def _tee(log, path: Path):
     """`log`, and every line also appended to the run folder's train.log (the whole story of a run)."""
     def both(text: str) -> None:
-        with open(path, "a") as f:
-            f.write(text + "\n")
+        storage.append_text(path, text + "\n")
         log(text)
     return both
 

@@ -4,7 +4,6 @@ The names of the files are runs/paths.py's.
 """
 from __future__ import annotations
 
-import io
 import os
 import platform
 import subprocess
@@ -112,12 +111,8 @@ def save_run(run, folder: RunFolder, profile: str, ident: dict, figures: dict | 
         write_atomic(folder.layers, csv_text(run.masks.layer_report(), LAYER_COLUMNS))
         write_atomic(folder.environment, json_text(environment(run.device)))
         save_ticket(folder.ticket, run)
-        for name, fig in (figures or {}).items():
-            import matplotlib.pyplot as plt
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-            write_atomic(folder.figures / f"{name}.png", buf.getvalue())
-            plt.close(fig)  # saved, not shown again: a notebook would otherwise draw every run's figures
+        for name, png in (figures or {}).items():  # PNG bytes: drawing is the report layer's (report/figures.py)
+            write_atomic(folder.figures / f"{name}.png", png)
         summary = run_summary(run, profile, ident) | (extra or {})
         write_atomic(folder.summary, json_text(summary))
     except OSError as e:
