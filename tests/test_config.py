@@ -58,7 +58,7 @@ BAD = [
     (dict(val_fraction=1.0), "parameter 'val_fraction' is 1.0"),
     (dict(epochs=30, prune_end_epoch=31), "parameter 'prune_end_epoch' is 31 but the run has only 30 epochs"),
     (dict(dataset="imagenet"), "parameter 'dataset' is 'imagenet'; allowed: mnist, fashion_mnist, cifar10"),
-    (dict(model="resnet50"), "allowed: lenet_300_100, conv4, resnet18"),
+    (dict(model="resnet101"), "allowed: lenet_300_100, conv4, resnet18"),
     (dict(optimizer="rmsprop"), "allowed: sgd, adam"),
     (dict(lr_schedule="step"), "allowed: cosine, onecycle, multistep, constant"),
     (dict(sparsity_schedule="exp"), "allowed: linear, linear_paper, cubic, oneshot"),
@@ -98,7 +98,7 @@ BAD = [
     (dict(grid=dict(final_sparsity=[])), "grid: 'final_sparsity' must be a non-empty list"),
     (dict(grid=dict(final_sparsity=[0.5, 1.0])), "parameter 'final_sparsity' is 1.0; it must be >= 0.0 and < 1.0"),
     (dict(grid=dict(final_sparsity=[0.5, 0.5])), "grid: 'final_sparsity' lists a value twice"),
-    (dict(grid=dict(model=["conv4", "resnet50"])), "parameter 'model' is 'resnet50'"),
+    (dict(grid=dict(model=["conv4", "resnet101"])), "parameter 'model' is 'resnet101'"),
     (dict(epochs=30, grid=dict(epochs=[20, 40], prune_end_epoch=[30])),
      "grid point epochs=20, prune_end_epoch=30: parameter 'prune_end_epoch' is 30 but the run has only 20 epochs"),
 ]

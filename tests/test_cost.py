@@ -93,6 +93,51 @@ def test_vgg19_full_width():
     assert total == sum(per_layer.values()) == 2_388_424_704
 
 
+@pytest.mark.parametrize("channels, side, width, dim, hidden", [(1, 28, 1.0, 64, 128), (3, 32, 0.25, 16, 32)])
+def test_vit_linear_layers_per_token(channels, side, width, dim, hidden):
+    """The patch embedding sees 16 patches of (side / 4)^2 pixels; every Linear in a block runs on 17 tokens
+    (16 patches + the class token); the head on the class token alone. Attention's QK^T and AV products have
+    no weights and are not counted."""
+    model = build_model("vit", channels, 10, side, width=width)
+    names = list(prunable_weights(model))
+    total, per_layer = per_sample_flops(model, torch.randn(2, channels, side, side), names)
+    tokens = 17
+    macs = {"patches.weight": 16 * channels * (side // 4) ** 2 * dim}
+    for b in range(4):
+        for projection in ("q", "k", "v", "out"):
+            macs[f"blocks.{b}.attention.{projection}.weight"] = tokens * dim * dim
+        macs[f"blocks.{b}.mlp.0.weight"] = tokens * dim * hidden
+        macs[f"blocks.{b}.mlp.2.weight"] = tokens * hidden * dim
+    macs["head.weight"] = dim * 10
+    assert per_layer == training(macs, first="patches.weight")
+    assert total == sum(per_layer.values())
+    if width == 1.0:
+        assert total == 13_573_888
+
+
+def test_resnet50_at_reduced_width():
+    """Stem 3x3 conv of c filters at 32x32; stages of 3, 4, 6, 3 bottlenecks with p = c, 2c, 4c, 8c planes at
+    32, 16, 8, 4 pixels a side (a stage's first block: the stride on its 3x3 conv and on its 1x1 projection,
+    whose input is the previous resolution); fc 32c -> 10."""
+    c = 8
+    _, names, total, per_layer = counted("resnet50", width=0.125)
+    macs, cin = {"conv1.weight": conv(c, 32, 3)}, c
+    for stage, (blocks, side) in enumerate(zip((3, 4, 6, 3), (32, 16, 8, 4))):
+        p = c * 2 ** stage
+        for j in range(blocks):
+            block = f"layer{stage + 1}.{j}"
+            macs[f"{block}.conv1.weight"] = conv(p, 2 * side if j == 0 and stage else side, cin, k=1)
+            macs[f"{block}.conv2.weight"] = conv(p, side, p)
+            macs[f"{block}.conv3.weight"] = conv(4 * p, side, p, k=1)
+            if j == 0:
+                macs[f"{block}.downsample.0.weight"] = conv(4 * p, side, cin, k=1)
+            cin = 4 * p
+    macs["fc.weight"] = cin * 10
+    assert len(names) == 54
+    assert per_layer == training(macs, first="conv1.weight")
+    assert total == sum(per_layer.values())
+
+
 def test_sparse_ratio_at_a_uniform_density_is_the_hand_ratio():
     macs = resnet18_macs(8)
     hand = training(macs, first="conv1.weight")

@@ -19,6 +19,8 @@ ARCHS = {
     "resnet18": dict(name="resnet18", in_channels=3, classes=10, side=32, width=0.125),
     "vgg_like": dict(name="vgg_like", in_channels=3, classes=10, side=32, width=0.125),
     "vgg19": dict(name="vgg19", in_channels=3, classes=10, side=32, width=0.125),
+    "resnet50": dict(name="resnet50", in_channels=3, classes=10, side=32, width=0.125),
+    "vit": dict(name="vit", in_channels=1, classes=10, side=28, width=0.25, init="vit"),
 }
 
 
@@ -30,7 +32,7 @@ def exact_mask(weight: torch.Tensor, density: float, g: torch.Generator) -> torc
 
 def pruned_model(arch: dict, densities=None, seed: int = 0) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """A model with random masks at 80-95 % sparsity applied (pruned weights exactly zero), random BatchNorm
-    affine parameters and running statistics from train-mode forwards, in eval mode."""
+    and LayerNorm affine parameters, BatchNorm running statistics from train-mode forwards, in eval mode."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     model = build_model(**arch)
@@ -42,9 +44,10 @@ def pruned_model(arch: dict, densities=None, seed: int = 0) -> tuple[nn.Module, 
             weight.mul_(masks[name])
         batchnorms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         for bn in batchnorms:
-            bn.weight.uniform_(0.5, 1.5)
-            bn.bias.uniform_(-0.3, 0.3)
             bn.momentum = 0.5  # a few forwards then give running stats far from the initial 0 / 1
+        for norm in batchnorms + [m for m in model.modules() if isinstance(m, nn.LayerNorm)]:
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.3, 0.3)
         model.train()
         for _ in range(3):
             model(torch.randn(32, arch["in_channels"], arch["side"], arch["side"]) * 2 + 0.5)

@@ -6,7 +6,7 @@ from dynprune.config.grid import grid_points
 from dynprune.config.schema import Config
 
 MODELS = {"lenet_300_100": "LeNet-300-100", "conv4": "Conv-4", "resnet18": "ResNet-18", "resnet34": "ResNet-34",
-          "vgg_like": "VGG-like", "vgg19": "VGG-19"}
+          "resnet50": "ResNet-50", "vgg_like": "VGG-like", "vgg19": "VGG-19", "vit": "ViT (4 blocks, dim 64)"}
 DATASETS = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
 
 

@@ -13,18 +13,20 @@ import typing
 from dataclasses import dataclass
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
-MODELS = ("lenet_300_100", "conv4", "resnet18", "resnet34", "vgg_like", "vgg19")
+MODELS = ("lenet_300_100", "conv4", "resnet18", "resnet34", "resnet50", "vgg_like", "vgg19", "vit")
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("cosine", "onecycle", "multistep", "constant")
 SPARSITY_SCHEDULES = ("linear", "linear_paper", "cubic", "oneshot")
 PRUNE_SCOPES = ("global", "layerwise")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-INITS = ("auto", "kaiming_fan_out", "kaiming_fan_in", "torchvision_vgg", "glorot_normal")
+INITS = ("auto", "kaiming_fan_out", "kaiming_fan_in", "torchvision_vgg", "glorot_normal", "vit")
 # What `init: auto` means for each model: what it is known to train with (LeNet-300-100 and Conv-4 diverge or
 # trail with fan_out, whose scale suits convolutions followed by BatchNorm; a VGG head of three Linear layers
-# needs torchvision's N(0, 0.01)). The seed's experiments name their (fan_out) initialisation explicitly.
+# needs torchvision's N(0, 0.01); the ViT takes ViT/DeiT's truncated N(0, 0.02^2)). The seed's experiments name
+# their (fan_out) initialisation explicitly.
 AUTO_INIT = {"lenet_300_100": "kaiming_fan_in", "conv4": "kaiming_fan_in", "resnet18": "kaiming_fan_out",
-             "resnet34": "kaiming_fan_out", "vgg_like": "torchvision_vgg", "vgg19": "torchvision_vgg"}
+             "resnet34": "kaiming_fan_out", "resnet50": "kaiming_fan_out", "vgg_like": "torchvision_vgg",
+             "vgg19": "torchvision_vgg", "vit": "vit"}
 METHODS = ("dynamic", "random", "random_layerwise", "snip", "imp", "ticket_check")
 MAX_SEED = 2**31 - 1
 
@@ -89,9 +91,10 @@ class Config:
     width: float = _f(1.0, "multiplier on every layer's width (1 = the published size)",
                       low=0.0, low_open=True, high=8.0)
     init: str = _f("auto", "weight initialisation: auto (what the model is known to train with: fan_in for LeNet "
-                   "and Conv-4, fan_out for ResNets, torchvision's for VGGs), Kaiming-normal fan_out for conv and "
-                   "linear (the seed's), fan_in, torchvision's VGG (fan_out conv, N(0, 0.01) linear), or "
-                   "Glorot-normal (Frankle & Carbin)", choices=INITS)
+                   "and Conv-4, fan_out for ResNets, torchvision's for VGGs, vit for the ViT), Kaiming-normal "
+                   "fan_out for conv and linear (the seed's), fan_in, torchvision's VGG (fan_out conv, N(0, 0.01) "
+                   "linear), Glorot-normal (Frankle & Carbin), or ViT/DeiT's (truncated N(0, 0.02^2))",
+                   choices=INITS)
 
     # -- training
     epochs: int = _f(200, "training epochs", low=1, high=100_000)
