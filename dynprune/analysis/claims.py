@@ -106,24 +106,39 @@ def _accuracy(res: Results, spec: ClaimSpec, exp: Experiment, tolerance: float) 
                  ours, verdict, note=spec.note or f"confirmed when our 95 % interval lies above {published - tolerance:.2f} %")
 
 
+def _at(exp: Experiment, point: dict | None) -> Experiment:
+    """The experiment with only its runs at this grid point (all of them without one)."""
+    if not point:
+        return exp
+    runs = [r for r in exp.runs if all(r.point.get(k, getattr(exp.cfg, k, None)) == v for k, v in point.items())]
+    return Experiment(exp.kind, exp.name, exp.path, exp.cfg, exp.paper, runs, exp.rendered, exp.error)
+
+
+def _where(point: dict | None) -> str:
+    return f" at {', '.join(f'{k} {v}' for k, v in point.items())}" if point else ""
+
+
 def _difference(res: Results, spec: ClaimSpec, exp: Experiment, tolerance: float) -> Claim:
-    other = res.of(spec.fields["against"])
+    point = spec.fields.get("at")
+    exp, other = _at(exp, point), _at(res.of(spec.fields["against"]), point)
     a, b = accuracies(exp.summaries()), accuracies(other.summaries())
     d = welch(a, b) if a and b else None
-    ours = _absent(exp, other) if d is None else f"{d.text()} points vs {other.name}"
+    ours = _absent(exp, other) if d is None else f"{d.text()} points vs {other.name}{_where(point)}"
     return Claim("", spec.claim, spec.published, ours,
                  _gated([exp, other], lambda: difference_verdict(d, spec.fields["expect"], tolerance)),
                  note=spec.note or f"{exp.name} − {other.name}, Welch 95 % interval; expected {spec.fields['expect']}")
 
 
-def _flops(summaries: list[dict]) -> float:
-    return statistics.fmean(s.get("train_flops") or 0.0 for s in summaries)
+def _flops(summaries: list[dict], kind: str = "dense") -> float:
+    key = "train_flops_sparse" if kind == "sparse" else "train_flops"
+    return statistics.fmean(s.get(key) or 0.0 for s in summaries)
 
 
 def _cost(res: Results, spec: ClaimSpec, exp: Experiment, tolerance: float) -> Claim:
-    other = res.of(spec.fields["against"])
+    point, kind = spec.fields.get("at"), spec.fields.get("flops", "dense")
+    exp, other = _at(exp, point), _at(res.of(spec.fields["against"]), point)
     mine, theirs = exp.summaries(), other.summaries()
-    ratio = _flops(mine) / _flops(theirs) if mine and theirs and _flops(theirs) > 0 else None
+    ratio = _flops(mine, kind) / _flops(theirs, kind) if mine and theirs and _flops(theirs, kind) > 0 else None
     d = welch(accuracies(mine), accuracies(theirs)) if mine and theirs else None
 
     def decide():
@@ -132,7 +147,8 @@ def _cost(res: Results, spec: ClaimSpec, exp: Experiment, tolerance: float) -> C
         return "not confirmed" if ratio >= 1 else difference_verdict(d, "comparable", tolerance)
     label = method_label(other.cfg.to_dict()) if other.cfg else other.name
     ours = _absent(exp, other) if d is None else (
-        f"{'?' if ratio is None else f'{ratio:.2f}'}× the training FLOPs of {label}; accuracy {d.text()} points")
+        f"{'?' if ratio is None else f'{ratio:.2f}'}× the {'sparse-kernel ' if kind == 'sparse' else ''}training "
+        f"FLOPs of {label}{_where(point)}; accuracy {d.text()} points")
     return Claim("", f"{spec.claim} ({exp.name} against {other.name})", spec.published, ours,
                  _gated([exp, other], decide), note=spec.note or f"a fraction: FLOPs ratio < 1; comparable: Welch 95 % "
                                                                  f"interval of the difference above −{tolerance:g}")

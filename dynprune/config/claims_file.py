@@ -20,11 +20,12 @@ from dynprune.config.schema import ConfigError
 # kind -> (required keys, optional keys); every claim also has `source` and may have `claim`, `published`, `note`
 KINDS = {
     "accuracy": (("experiment", "accuracy"), ()),                      # reaches `accuracy` % test accuracy
-    "difference": (("experiment", "against", "expect"), ()),           # experiment - against, Welch interval
-    "cost": (("experiment", "against"), ()),                           # a fraction of the FLOPs, comparable accuracy
+    "difference": (("experiment", "against", "expect"), ("at",)),      # experiment - against, Welch interval
+    "cost": (("experiment", "against"), ("at", "flops")),              # a fraction of the FLOPs, comparable accuracy
     "winning_ticket": (("experiment", "dense"), ()),                   # a ticket check against the dense network
     "imp_level": (("experiment", "remaining", "against", "expect"), ()),  # an IMP level against dense or reinit
 }
+FLOPS = ("dense", "sparse")  # a cost claim's FLOPs: what this dense implementation ran, or what sparse kernels need
 EXPECT = ("higher", "lower", "comparable", "not_higher")
 TEXT = ("claim", "published", "note")
 
@@ -133,6 +134,11 @@ def _claim(entry, i: int, where: str, publications: dict, experiments: set[str])
             raise ConfigError(f"{at}: remaining must be the fraction of weights left, in (0, 1], got {_short(value)}")
         elif key == "expect" and value not in EXPECT:
             raise ConfigError(f"{at}: expect {_short(value)} is unknown; allowed: {', '.join(EXPECT)}")
+        elif key == "flops" and value not in FLOPS:
+            raise ConfigError(f"{at}: flops {_short(value)} is unknown; allowed: {', '.join(FLOPS)}")
+        elif key == "at" and not (isinstance(value, dict) and value and all(isinstance(k, str) for k in value)):
+            raise ConfigError(f"{at}: `at` names the grid point both experiments are compared at, e.g. "
+                              f"{{final_sparsity: 0.98}}; got {_short(value)}")
         fields[key] = value
     if kind == "imp_level" and fields["against"] not in ("dense", "reinit"):
         raise ConfigError(f"{at}: an imp_level claim is against dense (level 0) or reinit (the re-initialised control)")

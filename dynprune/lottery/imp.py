@@ -133,7 +133,7 @@ def run_imp(cfg: Config, data: Data, folder, ident: dict, log=print) -> tuple[Tr
         finished = _load_level(path, ident_key)
         if finished is not None:
             record, history, trained, masks = finished
-            log(f"level {level} (sparsity {record['sparsity']:.4f}): finished before, read from {path}")
+            log(f"level {level} (sparsity {record['sparsity']:.4f}): finished before, read from levels/{path.name}")
             records.append(record)
             run = _restore(cfg, data, trained, masks, history, record)
             continue

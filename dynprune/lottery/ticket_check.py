@@ -37,7 +37,7 @@ def check_ticket(cfg: Config, data: Data, ticket: dict, folder, ident: dict, sav
         sub, variant_ident = folder.variant(variant), ident | {"variant": variant}
         summaries[variant] = finished(sub, variant_ident)
         if summaries[variant] is not None:
-            log(f"-- {variant}: finished before, read from {sub.path}")
+            log(f"-- {variant}: finished before, read from {variant}/")
             continue
         log(f"-- {variant}" + (f" (from step {start_step})" if start_step else ""))
         run = train(cfg, data, log, init_state=state, fixed_masks=masks, start_step=start_step,

@@ -65,7 +65,8 @@ def set_aside(folder: RunFolder, ident: dict, log) -> None:
     for p in entries:
         os.replace(p, target / p.name)
     why = ", ".join(identity.differences(claim.get("identity"), ident)[:6])
-    log(f"{folder.path}: it held a run of another identity ({why} differ); moved it to {target}")
+    log(f"{folder.path.name}: it held a run of another identity ({why} differ); moved it to "
+        f"{target.relative_to(folder.path)}/")
 
 
 def _event(outcome: Outcome) -> None:
@@ -171,7 +172,7 @@ def _train_distributed(cfg: Config, folder: RunFolder, profile: str, log) -> dic
     """Train one run with `cfg.processes` processes through torchrun (this process keeps the folder's lock)."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cfg.processes}",
                "-m", "dynprune.runs.lifecycle", str(folder.path), profile]
-    log(f"training with {cfg.processes} processes: {' '.join(command[1:])}")
+    log(f"training with {cfg.processes} processes through torchrun")
     proc = subprocess.run(command, env=os.environ | {"DYNPRUNE_LOCK_HELD": "1"})
     if proc.returncode != 0:
         raise TrainingError(f"the {cfg.processes}-process run in {folder.path} failed (exit {proc.returncode}); its "
