@@ -14,7 +14,10 @@ COLUMNS = ["method", "experiment", "grid_point", "seed", "target_sparsity", "spa
 
 def method_label(params: dict) -> str:
     if params["method"] == "dynamic":
-        return "dense" if params["final_sparsity"] == 0 else "dynamic"
+        if params["final_sparsity"] == 0:
+            return "dense"
+        criterion = params.get("criterion", "magnitude")  # summaries written before criteria existed: magnitude
+        return "dynamic" if criterion == "magnitude" else f"dynamic ({criterion})"
     if params["method"] == "imp":
         scope = ", layer-wise" if params.get("prune_scope") == "layerwise" else ""
         rewind = f"rewind to step {params['rewind_step']}" if params["rewind_step"] else "rewind to init"

@@ -173,7 +173,8 @@ def validate(cfg: Config) -> None:
     if cfg.prune_end > cfg.epochs:
         raise ConfigError(f"parameter 'prune_end_epoch' is {cfg.prune_end_epoch} but the run has only "
                           f"{cfg.epochs} epochs; use a value <= epochs (or null for the last epoch)")
-    if ramp and cfg.sparsity_schedule in ("linear", "cubic") and cfg.prune_end >= cfg.epochs:
+    reached_at_start_of_p = cfg.sparsity_schedule in ("linear", "cubic", "adaptive")
+    if ramp and reached_at_start_of_p and cfg.prune_end >= cfg.epochs:
         raise ConfigError(f"with sparsity_schedule {cfg.sparsity_schedule} the target is reached at the start of "
                           f"epoch prune_end_epoch = {cfg.prune_end}, which a {cfg.epochs}-epoch run never starts "
                           f"(the seed's own off-by-one: 79.6 % for 80 %); use prune_end_epoch <= {cfg.epochs - 1} or null")
@@ -182,6 +183,8 @@ def validate(cfg: Config) -> None:
                           f"prune_end_epoch ({cfg.prune_end})")
     if cfg.sparsity_schedule == "oneshot" and cfg.prune_start_epoch >= cfg.epochs:
         raise ConfigError(f"parameter 'prune_start_epoch' ({cfg.prune_start_epoch}) must be < epochs ({cfg.epochs})")
+    _check_criterion(cfg)
+    _check_rigl(cfg)
     if cfg.lr_schedule == "multistep" and not cfg.lr_milestones:
         raise ConfigError("lr_schedule 'multistep' needs lr_milestones, e.g. [100, 150]")
     bad = [m for m in cfg.lr_milestones if not 0 < m < cfg.epochs]
@@ -216,3 +219,38 @@ def validate(cfg: Config) -> None:
             folders.add(point_folder(point))
         if len(folders) != len(grid_points(cfg)):
             raise ConfigError("grid: two points would share a folder; make the values differ in their text")
+
+
+def _check_criterion(cfg: Config) -> None:
+    if cfg.criterion == "magnitude":
+        return
+    if cfg.method != "dynamic":
+        raise ConfigError(f"parameter 'criterion' ({cfg.criterion}) ranks the weights at the mask updates of method "
+                          f"dynamic; method {cfg.method} has none: remove criterion (or use method: dynamic)")
+    if cfg.final_sparsity == 0 or cfg.prune_start_epoch > 0:
+        return
+    why = f"criterion {cfg.criterion} ranks weights by the gradients of training steps, but"
+    if cfg.sparsity_schedule in ("linear_paper", "oneshot"):
+        raise ConfigError(f"{why} sparsity_schedule {cfg.sparsity_schedule} prunes before the first step; use "
+                          f"prune_start_epoch: 1 (one epoch of dense training first), or criterion: magnitude")
+    if cfg.prune_end == 0:  # null in a one-epoch run
+        raise ConfigError(f"{why} a one-epoch run reaches final_sparsity before its first step; use epochs >= 2, "
+                          f"or criterion: magnitude")
+
+
+def _check_rigl(cfg: Config) -> None:
+    """RigL trains at final_sparsity from the first step: the schedule's parameters mean nothing to it."""
+    if cfg.method != "rigl":
+        return
+    if cfg.final_sparsity == 0:
+        raise ConfigError("method 'rigl' needs final_sparsity > 0: the sparsity it trains at from the first step")
+    if cfg.sparsity_schedule != "linear":
+        raise ConfigError(f"parameter 'sparsity_schedule' ({cfg.sparsity_schedule}) does not apply to method rigl, "
+                          f"which trains at final_sparsity from the first step: remove it (rigl_interval, rigl_drop "
+                          f"and rigl_end set how its masks change)")
+    if cfg.prune_every_steps:
+        raise ConfigError("parameter 'prune_every_steps' does not apply to method rigl: remove it (its masks change "
+                          "every rigl_interval steps)")
+    if cfg.prune_scope != "global":
+        raise ConfigError("parameter 'prune_scope' does not apply to method rigl: remove it (rigl_init: uniform "
+                          "gives every layer the same fraction, erk scales it with the layer's shape)")

@@ -14,6 +14,12 @@ def _with_paper(value, paper_value, text=str) -> str:
     return text(value) if paper_value is None or paper_value == value else f"{text(value)} (paper: {text(paper_value)})"
 
 
+# What each criterion's pruning is called; a criterion not named here is "<name> pruning".
+CRITERIA = {"magnitude": "dynamic pruning", "taylor": "dynamic first-order Taylor pruning",
+            "movement": "movement pruning"}
+RIGL_INITS = {"erk": "ERK", "uniform": "uniform"}
+
+
 def describe(cfg: Config, paper: Config | None = None) -> str:
     """One sentence of what this run does, from its resolved parameters; where a profile changed a value, the
     paper-profile value follows in brackets ('4 epochs (paper: 200)')."""
@@ -30,8 +36,11 @@ def describe(cfg: Config, paper: Config | None = None) -> str:
     target = (", ".join(f"{s:.0%}" for s in cfg.grid["final_sparsity"]) if "final_sparsity" in cfg.grid
               else f"{cfg.final_sparsity:.1%}")
     if cfg.method == "dynamic" and (cfg.final_sparsity > 0 or "final_sparsity" in cfg.grid):
-        how = (f"dynamic pruning to {target} sparsity ({cfg.sparsity_schedule} schedule, the target "
-               f"reached in epoch {_reached(cfg)})")
+        how = (f"{CRITERIA.get(cfg.criterion, cfg.criterion + ' pruning')} to {target} sparsity ({_schedule(cfg)}"
+               f"the target reached in epoch {_reached(cfg)})")
+    elif cfg.method == "rigl":
+        how = (f"RigL at {target} sparsity ({RIGL_INITS[cfg.rigl_init]}, drop {cfg.rigl_drop:.0%} every "
+               f"{cfg.rigl_interval} steps, decaying to 0 at {cfg.rigl_end:.0%} of training)")
     elif cfg.method == "dynamic":
         how = "dense training (no pruning)"
     elif cfg.method == "imp":
@@ -51,6 +60,13 @@ def describe(cfg: Config, paper: Config | None = None) -> str:
     runs = _with_paper(len(seeds), len(paper_seeds) if paper_seeds else None)
     grid = f" × {len(grid_points(cfg))} grid points" if cfg.grid else ""
     return f"{what}: {how}; {train}; {runs} seed(s){grid}."
+
+
+def _schedule(cfg: Config) -> str:
+    if cfg.sparsity_schedule != "adaptive":
+        return f"{cfg.sparsity_schedule} schedule, "
+    return (f"adaptive schedule: linear's targets, each pruning step waiting up to {cfg.adaptive_max_wait} update "
+            f"times for the training loss to recover; ")
 
 
 def _reached(cfg: Config) -> int:

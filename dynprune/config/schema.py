@@ -16,7 +16,7 @@ DATASETS = ("mnist", "fashion_mnist", "cifar10")
 MODELS = ("lenet_300_100", "conv4", "resnet18", "resnet34", "resnet50", "vgg_like", "vgg19", "vit")
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("cosine", "onecycle", "multistep", "constant")
-SPARSITY_SCHEDULES = ("linear", "linear_paper", "cubic", "oneshot")
+SPARSITY_SCHEDULES = ("linear", "linear_paper", "cubic", "oneshot", "adaptive")
 PRUNE_SCOPES = ("global", "layerwise")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 INITS = ("auto", "kaiming_fan_out", "kaiming_fan_in", "torchvision_vgg", "glorot_normal", "vit")
@@ -29,6 +29,9 @@ AUTO_INIT = {"lenet_300_100": "kaiming_fan_in", "conv4": "kaiming_fan_in", "resn
              "vgg19": "torchvision_vgg", "vit": "vit"}
 METHODS = ("dynamic", "random", "random_layerwise", "snip", "imp", "ticket_check")
 MAX_SEED = 2**31 - 1
+SPARSE_TRAINING = ("rigl",)  # dynamic sparse training: sparse from the first step, masks that regain entries
+CRITERIA = ("magnitude", "taylor", "movement")  # what ranks weights at a dynamic mask update (core/criteria.py)
+RIGL_INITS = ("erk", "uniform")
 
 # A name that becomes a folder or a make target: plain characters only, never '.', '..' or hidden.
 # A name that becomes a folder, a file or a command-line argument (experiments, profiles): letters, digits and
@@ -114,14 +117,18 @@ class Config:
     # -- pruning
     method: str = _f("dynamic", "dynamic: prune during training by the schedule; random, random_layerwise, snip: "
                      "prune at initialisation, then train with the mask fixed; imp: iterative magnitude pruning "
-                     "with rewinding (lottery notebook); ticket_check: retrain a dynamic run's mask (ticket notebook)",
-                     choices=METHODS)
+                     "with rewinding (lottery notebook); ticket_check: retrain a dynamic run's mask (ticket notebook); "
+                     "rigl: dynamic sparse training (Evci et al. 2020), at final_sparsity from the first step, "
+                     "dropping and regrowing weights every rigl_interval steps",
+                     choices=METHODS + SPARSE_TRAINING)
     final_sparsity: float = _f(0.8, "fraction of prunable weights that are zero at the end",
                                low=0.0, high=1.0, high_open=True)
     sparsity_schedule: str = _f(
         "linear", "how the target rises to final_sparsity: linear = the seed's S*(e-start)/(P-start), dense at "
         "start, S from the start of epoch P; linear_paper = the later paper's S*(e-start+1)/(P-start), S from "
-        "epoch P-1; cubic = Zhu & Gupta's cubic ramp from start to P; oneshot = S from start", choices=SPARSITY_SCHEDULES)
+        "epoch P-1; cubic = Zhu & Gupta's cubic ramp from start to P; oneshot = S from start; adaptive = linear's "
+        "targets, but a pruning step waits until the training loss has recovered to its level before the previous "
+        "one (at most adaptive_max_wait update times), S from the start of epoch P", choices=SPARSITY_SCHEDULES)
     prune_start_epoch: int = _f(0, "first epoch of the pruning ramp (earlier epochs train dense)", low=0)
     prune_end_epoch: typing.Optional[int] = _f(
         None, "P of the schedule's formula (see sparsity_schedule); null = final_sparsity is reached in the "
@@ -131,6 +138,21 @@ class Config:
     prune_scope: str = _f("global", "one threshold over all prunable tensors, or the same fraction in each",
                           choices=PRUNE_SCOPES)
     prune_exclude: tuple[str, ...] = _f((), "fnmatch patterns of weight names never pruned (e.g. 'fc.*')")
+    criterion: str = _f("magnitude", "dynamic: what ranks the active weights at a mask update, the lowest pruned: "
+                        "magnitude |w|; taylor = first-order Taylor saliency |w * dL/dw|, the mean over the steps "
+                        "since the last update (Molchanov et al. 2019); movement = -(sum of w * dL/dw over every "
+                        "step so far) (Sanh et al. 2020)", choices=CRITERIA)
+    adaptive_max_wait: int = _f(2, "sparsity_schedule adaptive: update times a pruning step waits at most for the "
+                                   "training loss to recover (0 = never waits: linear's updates)", low=0)
+    rigl_init: str = _f("erk", "rigl: the layers' densities, erk (Erdos-Renyi-Kernel: density proportional to "
+                        "(n_in + n_out + k_h + k_w) / (n_in n_out k_h k_w)) or uniform (the same in every layer)",
+                        choices=RIGL_INITS)
+    rigl_interval: int = _f(100, "rigl: optimizer steps between two drop-and-regrow updates", low=1)
+    rigl_drop: float = _f(0.3, "rigl: fraction of each layer's active weights dropped (and as many regrown) at "
+                               "the first update, decaying to 0 at rigl_end (cosine)", low=0.0, low_open=True,
+                          high=1.0)
+    rigl_end: float = _f(0.75, "rigl: fraction of the run's optimizer steps after which the masks stay fixed",
+                         low=0.0, low_open=True, high=1.0)
     snip_batches: int = _f(4, "snip: batches the saliency |g * w| is averaged over", low=1)
     imp_rate: float = _f(0.2, "imp: fraction of the remaining weights pruned per round", low=0.0, low_open=True,
                          high=1.0, high_open=True)

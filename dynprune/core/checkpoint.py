@@ -27,7 +27,7 @@ def save(path: Path, run, optimizer, lr_schedule, seconds: float, identity_key: 
                  lr_schedule=lr_schedule.state_dict(), torch_rng=torch.get_rng_state(),
                  cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                  python_rng=random.getstate(), init_state=run.init_state, rewind_state=run.rewind_state,
-                 first_loss=run.first_loss)
+                 first_loss=run.first_loss, updates=run.updates.state_dict())
     buf = io.BytesIO()
     torch.save(state, buf)
     try:

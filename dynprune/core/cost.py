@@ -24,7 +24,11 @@ counts summed to 1.20x the total and the sparse figures were wrong.
 
 Dense FLOPs are what this implementation executes (masked weights still multiply). Sparse FLOPs are what
 a kernel that skips pruned weights would need: each prunable layer's forward, input-gradient and
-weight-gradient products scale with the fraction of its weights kept.
+weight-gradient products scale with the fraction of its weights kept. RigL's update steps need the weight
+gradient of every weight, pruned ones included (it regrows by it): on those steps the weight-gradient products
+count in full (`dense_gradient_flops`), the accounting of the RigL paper, (3 f_S dT + 2 f_S + f_D) / (dT + 1)
+per step on average. The gradient criteria (Taylor, movement) read w * dL/dw of active weights only, which a
+sparse kernel computes anyway: nothing is added for them.
 """
 from __future__ import annotations
 
@@ -34,8 +38,8 @@ import torch
 from torch import nn
 
 
-def per_sample_flops(model: nn.Module, example: torch.Tensor, weight_names: list[str]):
-    """(total, {prunable weight name: training FLOPs of its layer}) for one sample (forward + backward).
+def _layer_macs(model: nn.Module, example: torch.Tensor) -> tuple[dict[str, int], dict[str, bool]]:
+    """({weight name: MACs per sample of its layer's forward}, {weight name: does its input need a gradient}).
 
     `example` is a batch (of any size) shaped like the training inputs. The probe runs on a copy of the
     model in eval mode, so the model itself (BatchNorm running statistics, hooks, train/eval flags) is
@@ -62,8 +66,20 @@ def per_sample_flops(model: nn.Module, example: torch.Tensor, weight_names: list
     finally:
         for handle in handles:
             handle.remove()
+    return macs, needs_input_grad
+
+
+def per_sample_flops(model: nn.Module, example: torch.Tensor, weight_names: list[str]):
+    """(total, {prunable weight name: training FLOPs of its layer}) for one sample (forward + backward)."""
+    macs, needs_input_grad = _layer_macs(model, example)
     flops = {name: 2 * m * (3 if needs_input_grad[name] else 2) for name, m in macs.items()}
     return sum(flops.values()), {name: flops.get(name, 0) for name in weight_names}
+
+
+def weight_gradient_flops(model: nn.Module, example: torch.Tensor, weight_names: list[str]) -> dict[str, int]:
+    """{prunable weight name: FLOPs of its dense weight gradient} for one sample (2 MACs, as its forward)."""
+    macs, _ = _layer_macs(model, example)
+    return {name: 2 * macs.get(name, 0) for name in weight_names}
 
 
 def epoch_flops(total: float, per_layer: dict[str, float], densities: dict[str, float], samples: int):
@@ -71,3 +87,9 @@ def epoch_flops(total: float, per_layer: dict[str, float], densities: dict[str, 
     other = total - sum(per_layer.values())  # layers not pruned (e.g. excluded by prune_exclude)
     sparse = other + sum(flops * densities[name] for name, flops in per_layer.items())
     return total * samples, sparse * samples
+
+
+def dense_gradient_flops(weight_gradient: dict[str, float], densities: dict[str, float], samples: float) -> float:
+    """What computing the weight gradients densely for `samples` images adds to the sparse count: each layer's
+    weight-gradient FLOPs for the fraction of its weights that a sparse kernel would have skipped."""
+    return samples * sum(flops * (1 - densities[name]) for name, flops in weight_gradient.items())

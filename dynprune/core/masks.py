@@ -2,7 +2,8 @@
 
 A `Masks` object owns one 0/1 tensor per prunable weight. Pruned weights are kept exactly zero by multiplying
 the weights by their masks after every optimizer step, so neither momentum, weight decay nor Adam state can
-revive one. Masks only ever lose ones: no regrowth.
+revive one. Masks only ever lose ones (`prune_to`, `prune_layers_to`), except under RigL, which replaces them
+with `set_` (rigl.py).
 """
 from __future__ import annotations
 
@@ -120,6 +121,15 @@ class Masks:
             if name in targets and round(targets[name] * mask.numel()) > int((mask == 0).sum()):
                 mask.mul_(global_magnitude_masks([weight], [mask], targets[name])[0])
                 self.pruned = True
+        self.apply_()
+
+    @torch.no_grad()
+    def set_(self, keep: list[torch.Tensor]) -> None:
+        """Replace the masks with `keep` (boolean, one per weight) and zero the weights they drop: RigL's start
+        and its drop-and-regrow, the one place where masks may regain entries."""
+        for mask, k in zip(self.masks, keep):
+            mask.copy_(k)
+        self.pruned = True
         self.apply_()
 
     def _like_weights(self, masks) -> list[torch.Tensor]:

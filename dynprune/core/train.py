@@ -1,8 +1,9 @@
-"""The training loop: one run of dynamic pruning, of a fixed mask (pruning at initialisation, an IMP level, a
-ticket check), or dense training (final_sparsity 0).
+"""The training loop: one run of dynamic pruning, of RigL, of a fixed mask (pruning at initialisation, an IMP
+level, a ticket check), or dense training (final_sparsity 0).
 
 Masks are tightened to the schedule's target at the start of every epoch (or every `prune_every_steps`
-optimizer steps); the weights are re-masked after every optimizer step. A run can start at step k of its
+optimizer steps; RigL: drop and regrow every `rigl_interval` steps), by the updater of updates.py, through the
+hooks of `train_epoch`; the weights are re-masked after every optimizer step. A run can start at step k of its
 schedule (rewinding: weights, learning rate and data order as they were after k steps, then the remaining
 steps), and resumes from its checkpoint after a kill exactly as if it had never stopped (on a CPU, bit for
 bit). With several processes (torchrun), each trains on its share of every batch; see distributed.py.
@@ -24,11 +25,11 @@ from dynprune.core.augment import BatchAugment
 from dynprune.core.checkpoint import TrainingError, restore_rng
 from dynprune.core.checkpoint import load as load_checkpoint
 from dynprune.core.checkpoint import save as save_checkpoint
-from dynprune.core.cost import epoch_flops, per_sample_flops
+from dynprune.core.cost import dense_gradient_flops, epoch_flops, per_sample_flops, weight_gradient_flops
 from dynprune.core.data import Batches, Data, load_data
 from dynprune.core.masks import Masks, random_scores, snip_scores
 from dynprune.core.models import build_model
-from dynprune.core.schedules import target_sparsity
+from dynprune.core.updates import make_updates
 
 
 def pick_device(cfg: Config, ctx: distributed.Context = distributed.SINGLE) -> torch.device:
@@ -90,8 +91,11 @@ def evaluate(model: nn.Module, batches: Batches, loss_fn, ctx=distributed.SINGLE
 
 
 def train_epoch(model, batches: Batches, epoch: int, skip: int, optimizer, masks: Masks, loss_fn, lr_schedule,
-                per_batch: bool, bf16: bool = False, before_step=None, after_step=None):
-    """One epoch from batch `skip` on; returns this process's (loss sum, correct, images, the loss of each step)."""
+                per_batch: bool, bf16: bool = False, before_step=None, after_step=None, after_backward=None):
+    """One epoch from batch `skip` on; returns this process's (loss sum, correct, images, the loss of each step).
+    Hooks (None: no work): before_step(epoch, step) before the forward pass, after_backward() between the
+    backward pass and the optimizer step (gradients of the weights the network used), after_step(loss) after
+    the step and the re-masking."""
     model.train()
     device = batches.device
     losses = torch.zeros(len(batches) - skip, device=device)  # on the device: no host sync per step
@@ -106,6 +110,8 @@ def train_epoch(model, batches: Batches, epoch: int, skip: int, optimizer, masks
             loss = loss_fn(out, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if after_backward is not None:
+            after_backward()
         optimizer.step()
         # Re-masking the weights after the step is all it takes: SGD and Adam update every weight from its
         # own gradient and state only, so a pruned weight's gradient cannot reach an active one, and masking
@@ -114,10 +120,11 @@ def train_epoch(model, batches: Batches, epoch: int, skip: int, optimizer, masks
             masks.apply_()
         if per_batch:
             lr_schedule.step()
+        loss = loss.detach()
         if after_step is not None:
-            after_step()
-        losses[step - skip] = loss.detach()
-        loss_sum += loss.detach() * len(y)
+            after_step(loss)
+        losses[step - skip] = loss
+        loss_sum += loss * len(y)
         correct += (out.argmax(1) == y).sum()
         seen += len(y)
     return float(loss_sum), int(correct), seen, losses
@@ -168,6 +175,8 @@ class TrainedRun:
     mask_checks: int = 0              # updates whose masks were compared across processes (several processes)
     init_state: dict | None = None    # weights before the first step
     rewind_state: dict | None = None  # weights after cfg.rewind_step steps (when > 0)
+    prune_events: list[dict] = field(default_factory=list)  # adaptive-schedule and RigL updates (updates.py)
+    updates: object | None = None     # what changes the masks while it trains (updates.py): checkpointed
 
 
 EPOCHS_TRAINED = 0  # epochs this process has trained, all runs together (the batch log reports it)
@@ -229,13 +238,21 @@ def train(cfg: Config, data: Data | None = None, log=print, *, init_state: dict 
         masks.load_state_dict(fixed_masks)
     elif cfg.method in AT_INIT:
         prune_at_init(cfg, model, masks, data, device, channels_last, train_loss_fn)
-    scheduled = cfg.method == "dynamic" and fixed_masks is None
 
     optimizer = make_optimizer(cfg, model, device)
     lr_schedule, per_batch = make_lr_schedule(cfg, optimizer, steps_per_epoch)
     fast_forward(lr_schedule, per_batch, start_step, steps_per_epoch)
+
+    def check_masks(where: str) -> None:
+        run.mask_checks += distributed.check_masks_agree(ctx, masks.masks, device, where)
+
+    updates = run.updates = make_updates(cfg, masks, optimizer, steps_per_epoch, total_steps, device, check_masks,
+                                         fixed=fixed_masks is not None)
+    run.prune_events = updates.events
     example = next(iter(Batches(data.train, data, 2, device, channels_last=channels_last)))[0]
     flops_total, flops_per_layer = per_sample_flops(model, example, masks.names)
+    dense_gradient = (weight_gradient_flops(model, example, masks.names)  # RigL: per layer and sample
+                      if updates.dense_gradient_steps is not None else None)
     resumed_seconds = 0.0
     if checkpoint is not None and Path(checkpoint).is_file():
         state = load_checkpoint(checkpoint, identity_key)
@@ -246,33 +263,24 @@ def train(cfg: Config, data: Data | None = None, log=print, *, init_state: dict 
         restore_rng(state)
         run.history, run.init_state, run.rewind_state = state["history"], state["init_state"], state["rewind_state"]
         run.first_loss = state["first_loss"]
+        updates.load_state_dict(state["updates"])
         resumed_seconds = state["seconds"]
         log(f"resuming from {checkpoint} after epoch {run.history[-1]['epoch']}")
     step_model = torch.compile(model) if cfg.compile else model  # shares parameters with `model`
     if ctx.active:
         step_model = nn.parallel.DistributedDataParallel(step_model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    target = masks.sparsity()  # the target of the latest mask update
-
-    def update_masks(t: float, where: str) -> None:
-        nonlocal target
-        target = target_sparsity(cfg, t)
-        masks.prune_to(target)
-        run.mask_checks += distributed.check_masks_agree(ctx, masks.masks, device, where)
-
     first_epoch = run.history[-1]["epoch"] if run.history else start_step // steps_per_epoch
     skip = 0 if run.history else start_step % steps_per_epoch
     steps = run.history[-1]["steps"] if run.history else start_step  # global optimizer steps so far
 
-    def before_step(epoch: int, step: int) -> None:  # masks updated every k steps, counted from the first
-        if (epoch * steps_per_epoch + step) % cfg.prune_every_steps == 0:
-            update_masks(epoch + step / steps_per_epoch, f"before step {epoch * steps_per_epoch + step + 1}")
-
-    def after_step() -> None:
+    def after_step(loss) -> None:
         nonlocal steps
         steps += 1
         if steps == cfg.rewind_step and run.rewind_state is None:
             run.rewind_state = state_of(model)
+        if updates.after_step is not None:
+            updates.after_step(steps, loss)
 
     log(f"{cfg.name} (seed {cfg.seed}, {cfg.method}): {cfg.model} on {cfg.dataset} ({len(data.train[1])} train, "
         f"{0 if data.val is None else len(data.val[1])} val, {len(data.test[1])} test) from {data.source}; "
@@ -281,15 +289,19 @@ def train(cfg: Config, data: Data | None = None, log=print, *, init_state: dict 
     start = time.perf_counter() - resumed_seconds
     for epoch in range(first_epoch, cfg.epochs):
         t0 = time.perf_counter()
-        if scheduled and not cfg.prune_every_steps:
-            update_masks(epoch, f"at the start of epoch {epoch + 1}")
+        if updates.at_epoch_start is not None:
+            updates.at_epoch_start(epoch, steps)
         lr = optimizer.param_groups[0]["lr"]
         epoch_steps = steps_per_epoch - skip
         dense, sparse = epoch_flops(flops_total, flops_per_layer, masks.densities(),
                                     len(data.train[1]) * epoch_steps / steps_per_epoch)
+        steps_before = steps
         loss_sum, correct, seen, losses = train_epoch(
             step_model, train_batches, epoch, skip, optimizer, masks, train_loss_fn, lr_schedule, per_batch,
-            cfg.precision == "bf16", before_step if scheduled and cfg.prune_every_steps else None, after_step)
+            cfg.precision == "bf16", updates.before_step, after_step, updates.after_backward)
+        if dense_gradient is not None:  # RigL's update steps computed the weight gradient densely
+            sparse += dense_gradient_flops(dense_gradient, masks.densities(), updates.dense_gradient_steps(
+                steps_before, steps) * len(data.train[1]) / steps_per_epoch)
         if run.first_loss is None:
             run.first_loss = float(losses[0])
         check_divergence(cfg, losses, run.first_loss, epoch, skip)
@@ -298,7 +310,7 @@ def train(cfg: Config, data: Data | None = None, log=print, *, init_state: dict 
         if not per_batch:
             lr_schedule.step()
         val_loss, val_acc = evaluate(step_model, val_batches, eval_loss_fn, ctx) if val_batches else (None, None)
-        row = dict(epoch=epoch + 1, steps=steps, target_sparsity=target, sparsity=masks.sparsity(), lr=lr,
+        row = dict(epoch=epoch + 1, steps=steps, target_sparsity=updates.target, sparsity=masks.sparsity(), lr=lr,
                    train_loss=loss_sum / seen, train_accuracy=100.0 * correct / seen, val_loss=val_loss,
                    val_accuracy=val_acc, seconds=time.perf_counter() - t0, train_flops=dense, train_flops_sparse=sparse)
         run.history.append(row)

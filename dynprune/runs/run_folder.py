@@ -98,7 +98,8 @@ def run_summary(run, profile: str, ident: dict) -> dict:
         train_flops_sparse=run.train_flops_sparse, final_train_accuracy=last["train_accuracy"],
         final_val_accuracy=last["val_accuracy"], data_source=run.data.source, device=str(run.device),
         hardware=hardware(run.device), finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        identity=stable_key(ident), code=ident["code"], params=cfg.to_dict(), initialisation=cfg.initialisation) | (
+        identity=stable_key(ident), code=ident["code"], params=cfg.to_dict(), initialisation=cfg.initialisation,
+        prune_events=run.prune_events) | (
         dict(mask_checks_across_processes=run.mask_checks) if run.mask_checks else {})
 
 
