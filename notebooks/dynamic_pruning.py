@@ -3,11 +3,13 @@
 #
 # Instead of the lottery-ticket loop (train dense, prune, rewind, retrain, repeat), this run prunes *while it
 # trains*. A schedule sets a target sparsity at the start of every epoch (or every few steps); the prunable
-# weights (every Conv2d and Linear `weight`) are ranked by magnitude under **one global threshold** over the
-# weights still active, and the smallest are masked until exactly that fraction is zero. Masks only ever lose
-# entries, and pruned weights are re-masked after every optimizer step, so they are exactly zero whenever the
-# network is used. The same notebook trains the dense baseline (`final_sparsity: 0`) and the pruning-at-
-# initialisation baselines (`method: random`, `random_layerwise`, `snip`).
+# weights (every Conv2d and Linear `weight`) are ranked — by magnitude, or by the `criterion` the file names
+# (`taylor`, `movement`) — under **one global threshold** over the weights still active, and the lowest are
+# masked until exactly that fraction is zero. Masks only ever lose entries, and pruned weights are re-masked
+# after every optimizer step, so they are exactly zero whenever the network is used. The same notebook trains
+# the dense baseline (`final_sparsity: 0`), the pruning-at-initialisation baselines (`method: random`,
+# `random_layerwise`, `snip`) and RigL (`method: rigl`), which keeps its sparsity fixed from the first step and
+# moves its masks while it trains (docs/method.md).
 #
 # The test set is evaluated once, on the final model; a validation split, when there is one, comes from the
 # training set and is never augmented. To run another experiment or change a parameter, edit the cell below

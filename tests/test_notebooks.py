@@ -86,7 +86,7 @@ def test_dynamic_pruning_notebook_renders_a_complete_run_whatever_its_parameters
     for fig in ("training_curves", "sparsity", "layer_sparsity"):
         assert (run / "figures" / f"{fig}.png").stat().st_size > 5000
     html = (out / "tiny.html").read_text()
-    assert "image/png" in html and "test accuracy" in html and "torchvision files in" in html
+    assert "image/png" in html and "test accuracy" in html and "torchvision files MNIST/raw" in html
     assert html.index("Result") < html.index("Parameters: ") and "<details>" in html  # results first, parameters folded
     assert "(empty)" in html and "``" not in html
     assert (project / "results" / "paper" / "logs" / "dynamic_pruning" / "tiny.log").is_file()

@@ -265,7 +265,7 @@ def train(cfg: Config, data: Data | None = None, log=print, *, init_state: dict 
         run.first_loss = state["first_loss"]
         updates.load_state_dict(state["updates"])
         resumed_seconds = state["seconds"]
-        log(f"resuming from {checkpoint} after epoch {run.history[-1]['epoch']}")
+        log(f"resuming from {Path(checkpoint).name} after epoch {run.history[-1]['epoch']}")
     step_model = torch.compile(model) if cfg.compile else model  # shares parameters with `model`
     if ctx.active:
         step_model = nn.parallel.DistributedDataParallel(step_model, device_ids=[device.index] if device.type == "cuda" else None)
