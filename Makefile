@@ -25,7 +25,7 @@ help:
 	@echo "make experiments [PROFILE=quick]   render every experiment that changed into results/<profile>/ (default: paper)"
 	@echo "                 [JOBS=n]          notebooks at once (default: one per core for quick, one per GPU for paper)"
 	@echo "                 [LAUNCH=slurm]    each notebook as a Slurm job (resources: params/profiles/<profile>.yaml)"
-	@echo "                 [ONLY='*/lenet_*'] only the experiments <notebook>/<name> matching this pattern (and what they read)"
+	@echo "                 [ONLY='*/lenet_*,compare/*'] only the experiments <notebook>/<name> matching these patterns (and what they read)"
 	@echo "make status [PROFILE=quick]        every experiment: done, running, failed, missing or stale"
 	@echo "make results/quick/dynamic_pruning/lenet_s78.9.ipynb   render one experiment (and what it reads)"
 	@echo "make results                       RESULTS.md (and the README's headline) from the finished paper-profile runs"

@@ -213,7 +213,7 @@ def build_parser() -> Parser:
     p.add_argument("--profile", default="paper")
     p.add_argument("--jobs", type=_positive, default=1, help="notebooks at once")
     p.add_argument("--launch", choices=("local", "slurm"), default="local")
-    p.add_argument("--only", default="", help="only the experiments <notebook>/<name> matching this pattern, e.g. '*/lenet_*'")
+    p.add_argument("--only", default="", help="only the experiments <notebook>/<name> matching these comma-separated patterns, e.g. '*/lenet_*,compare/*'")
     p.add_argument("--target", help="only results/<profile>/<notebook>/<name>.ipynb (and what it reads)")
     p.set_defaults(func=cmd_experiments)
 

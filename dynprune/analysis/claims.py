@@ -107,10 +107,12 @@ def _accuracy(res: Results, spec: ClaimSpec, exp: Experiment, tolerance: float) 
 
 
 def _at(exp: Experiment, point: dict | None) -> Experiment:
-    """The experiment with only its runs at this grid point (all of them without one)."""
+    """The experiment with only its runs at this grid point; one without a grid over these keys (a dense
+    baseline held against one point of a sweep) keeps all its runs."""
+    point = {k: v for k, v in (point or {}).items() if exp.cfg is not None and k in exp.cfg.grid}
     if not point:
         return exp
-    runs = [r for r in exp.runs if all(r.point.get(k, getattr(exp.cfg, k, None)) == v for k, v in point.items())]
+    runs = [r for r in exp.runs if all(r.point.get(k) == v for k, v in point.items())]
     return Experiment(exp.kind, exp.name, exp.path, exp.cfg, exp.paper, runs, exp.rendered, exp.error)
 
 

@@ -208,7 +208,7 @@ def _render(root: Path, rendered: Rendered, experiment: Path) -> None:
             print(f"FAILED: {_one_line(e)}", flush=True)
             raise RenderError(f"{_one_line(e)}; the notebook is kept in {rendered.failed}, the full log in "
                               f"{rendered.log}") from None
-    _drop_default_parameters(rendered.running)
+    _tidy(rendered.running)
     body, _ = html_exporter().from_filename(str(rendered.running))
     write_atomic(rendered.html, body)
     os.replace(rendered.running, rendered.notebook)  # last: the .ipynb is what says 'rendered'
@@ -220,11 +220,14 @@ def html_exporter():
     return nbconvert.HTMLExporter()
 
 
-def _drop_default_parameters(path: Path) -> None:
-    """The rendered notebook shows the values it ran with (papermill's injected cell), not the lab defaults."""
+def _tidy(path: Path) -> None:
+    """The rendered notebook shows the values it ran with (papermill's injected cell), not the lab defaults, and
+    no path of the machine that rendered it (papermill records where it read and wrote the notebook)."""
     import nbformat
     nb = nbformat.read(path, as_version=4)
     nb.cells = [c for c in nb.cells if "parameters" not in c.metadata.get("tags", [])]
+    for key in ("input_path", "output_path"):
+        nb.metadata.get("papermill", {}).pop(key, None)
     nbformat.write(nb, path)
 
 

@@ -151,9 +151,11 @@ def run_session(profile: str, jobs: int, launch: str = "local", only: str = "", 
         print(f"FAILED {line}", flush=True)
     results = root / "results" / profile
     files = {key: Rendered(results, n.kind, n.name) for key, n in nodes.items()}
-    chosen = [k for k in nodes if not only or fnmatch.fnmatchcase(k, only)]
-    if only and not chosen:
-        raise C.ConfigError(f"ONLY={only!r} matches no experiment <notebook>/<name> of params/; e.g. ONLY='*/lenet_*'")
+    patterns = [p.strip() for p in only.split(",") if p.strip()]
+    chosen = [k for k in nodes if not patterns or any(fnmatch.fnmatchcase(k, p) for p in patterns)]
+    if patterns and not chosen:
+        raise C.ConfigError(f"ONLY={only!r} matches no experiment <notebook>/<name> of params/; e.g. "
+                            f"ONLY='*/lenet_*' or ONLY='*/lenet_*,compare/*'")
     wanted = _with_inputs(nodes, chosen)
     todo, stale = [], set()
     for key, node in nodes.items():  # in order: an input is decided before what reads it

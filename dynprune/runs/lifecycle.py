@@ -165,7 +165,7 @@ def ticket_source(cfg: Config, run: RunSpec, inputs: Path | None) -> dict:
             raise ConfigError(f"ticket_check: parameter '{key}' is {cfg.to_dict()[key]!r} here but "
                               f"{summary['params'][key]!r} in {folder.path}; a ticket is retrained on the network "
                               f"and data it was found on")
-    return dict(folder=folder, summary=summary)
+    return dict(folder=folder, summary=summary, run_folder=run.folder)
 
 
 def _train_distributed(cfg: Config, folder: RunFolder, profile: str, log) -> dict:

@@ -69,7 +69,7 @@ def _check_ticket(cfg: Config, data, folder: RunFolder, profile: str, ident: dic
     any_summary = next(iter(variants.values()))
     summary = dict(
         name=cfg.name, profile=profile, method=cfg.method, seed=cfg.seed, ticket_from=cfg.ticket_from,
-        source_folder=str(source["folder"].path), source_test_accuracy=source["summary"]["test_accuracy"],
+        source_folder=f"{cfg.ticket_from}/{source['run_folder']}", source_test_accuracy=source["summary"]["test_accuracy"],
         variants={v: s["test_accuracy"] for v, s in variants.items()}, sparsity=any_summary["sparsity"],
         target_sparsity=any_summary["sparsity"], epochs=sum(s["epochs"] for s in variants.values()),
         train_seconds=sum(s["train_seconds"] for s in variants.values()),
