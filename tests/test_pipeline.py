@@ -1,4 +1,5 @@
 """The scheduler's graph and stamps, and `make status`, on prepared projects: no kernel, no training."""
+import json
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,22 @@ def test_status_tells_done_stale_failed_missing_and_running_apart(project, capsy
     assert lines["compare/ab"].split()[1] == "running"
     assert lines["report/summary"].split()[1] == "missing"
     assert lines["paper:"] == "paper: 1 done, 1 running, 1 failed, 1 stale, 1 missing"
+
+
+def test_a_run_at_chance_is_reported_by_name(project):
+    """The closing line of `make experiments`: every finished run above 1.5x chance, or each one that is not."""
+    from dynprune.analysis.results import collect
+    a = runs_of(resolve(project / "params" / "dynamic_pruning" / "a.yaml", "paper"))
+    for run, accuracy in zip(a, (14.0, 97.5)):
+        write_run(project, "dynamic_pruning/a", run)
+        path = project / "results" / "paper" / "dynamic_pruning" / "a" / run.folder / "summary.json"
+        path.write_text(json.dumps(json.loads(path.read_text()) | dict(test_accuracy=accuracy, classes=10)))
+    res = collect(project / "results" / "paper", project / "params", "paper")
+    lines = schedule.learning_line(res, 5).splitlines()
+    assert lines[0] == "1 finished run(s) below 1.5x chance: they may not learn at all"
+    assert lines[1] == "  at chance: dynamic_pruning/a/seed1: 14.00 %, below 15 % (1.5x chance)"
+    path.write_text(json.dumps(json.loads(path.read_text()) | dict(test_accuracy=16.0)))
+    first = project / "results" / "paper" / "dynamic_pruning" / "a" / "seed1" / "summary.json"
+    first.write_text(json.dumps(json.loads(first.read_text()) | dict(test_accuracy=15.0)))
+    res = collect(project / "results" / "paper", project / "params", "paper")
+    assert schedule.learning_line(res, 5) == "5 notebooks, every finished run above 1.5x chance"

@@ -156,3 +156,24 @@ def not_comparable(summaries: list[dict]) -> str:
     if any(str(s.get("data_source", "")).startswith("image-folder tree") for s in summaries):
         return "not the original data files"
     return ""
+
+
+LEARNS = 1.5  # a run learns when its test accuracy is at least this many times chance
+
+
+def below_chance(res: Results) -> list[str]:
+    """Every finished run (a ticket check: every way it retrained the mask) whose test accuracy is below LEARNS
+    times chance (100 % / classes): a smoke test at chance cannot tell a working network from a broken one."""
+    found = []
+    for exp in res.experiments.values():
+        for r in exp.runs:
+            s = r.summary if r.state == "done" else None
+            if not s or not s.get("classes"):
+                continue
+            floor = LEARNS * 100 / s["classes"]
+            values = s.get("variants") or {"": s.get("test_accuracy")}
+            for variant, acc in values.items():
+                if isinstance(acc, (int, float)) and acc < floor:
+                    where = "/".join(filter(None, (exp.key, r.folder, variant)))
+                    found.append(f"{where}: {acc:.2f} %, below {floor:.0f} % ({LEARNS:g}x chance)")
+    return found

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dynprune import config as C
+from dynprune.analysis.results import LEARNS, below_chance, collect
 from dynprune.config.claims_file import claims_path
 from dynprune.foundations.storage import no_links, write_atomic
 from dynprune.pipeline import render
@@ -212,7 +213,17 @@ def run_session(profile: str, jobs: int, launch: str = "local", only: str = "", 
               f".running.ipynb), {len(pending)} not started; run the same command again to go on", flush=True)
         return 130
     print(summary(list(outcomes.values()), len(todo), time.time() - start), flush=True)
+    print(learning_line(collect(results, root / "params", profile, only=wanted), len(wanted)), flush=True)
     return 1 if refused or any(o["status"] != "rendered" for o in outcomes.values()) or len(outcomes) < len(todo) else 0
+
+
+def learning_line(res, notebooks: int) -> str:
+    """'54 notebooks, every run above 1.5x chance', or a line per run that is not."""
+    low = below_chance(res)
+    if not low:
+        return f"{notebooks} notebooks, every finished run above {LEARNS:g}x chance"
+    return "\n".join([f"{len(low)} finished run(s) below {LEARNS:g}x chance: they may not learn at all"]
+                     + [f"  at chance: {line}" for line in low])
 
 
 def summary(outcomes: list[dict], planned: int, seconds: float) -> str:

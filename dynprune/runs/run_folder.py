@@ -96,7 +96,8 @@ def run_summary(run, profile: str, ident: dict) -> dict:
         pruned_but_nonzero=pruned_nonzero, method=cfg.method, seed=cfg.seed, epochs=len(run.history),
         train_steps=run.train_steps, train_seconds=run.train_seconds, train_flops=run.train_flops,
         train_flops_sparse=run.train_flops_sparse, final_train_accuracy=last["train_accuracy"],
-        final_val_accuracy=last["val_accuracy"], data_source=run.data.source, device=str(run.device),
+        final_val_accuracy=last["val_accuracy"], data_source=run.data.source, classes=len(run.data.classes),
+        device=str(run.device),
         hardware=hardware(run.device), finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         identity=stable_key(ident), code=ident["code"], params=cfg.to_dict(), initialisation=cfg.initialisation,
         prune_events=run.prune_events) | (

@@ -74,7 +74,7 @@ def _check_ticket(cfg: Config, data, folder: RunFolder, profile: str, ident: dic
         target_sparsity=any_summary["sparsity"], epochs=sum(s["epochs"] for s in variants.values()),
         train_seconds=sum(s["train_seconds"] for s in variants.values()),
         train_flops=sum(s["train_flops"] for s in variants.values()), hardware=any_summary["hardware"],
-        device=any_summary["device"], data_source=any_summary["data_source"],
+        device=any_summary["device"], data_source=any_summary["data_source"], classes=any_summary["classes"],
         finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), identity=identity.key(ident), code=ident["code"],
         params=cfg.to_dict())
     storage.write_atomic(folder.summary, json_text(summary))
