@@ -136,6 +136,9 @@ def cmd_train(args) -> None:
     quiet = launched() and os.environ.get("RANK", "0") != "0"  # under torchrun, rank 0 speaks for all
     for outcome in run_experiment(cfg, out, args.profile, log=(lambda *_: None) if quiet else print):
         s = outcome.summary
+        if s and not all(isinstance(s.get(k), (int, float)) for k in ("test_accuracy", "sparsity")):
+            raise C.ConfigError(f"{outcome.folder}/summary.json is damaged (its test_accuracy or sparsity is not a "
+                                f"number); delete it to train the run again")
         if s and not quiet:
             print(f"{outcome.action} {outcome.folder}/ (test accuracy {s['test_accuracy']:.2f}%, "
                   f"sparsity {s['sparsity']:.4f})")

@@ -127,8 +127,8 @@ def _check_key(key, where: str = "", schema=Config) -> None:
 def unknown_key_error(key: str, where: str = "", schema=Config) -> ConfigError:
     names = list(fields(schema))
     near = difflib.get_close_matches(key, names, n=1)
-    hint = f" (did you mean '{near[0]}'?)" if near else ""
-    return ConfigError(f"{where}unknown parameter {_short(key)}{hint}; allowed: {', '.join(names)}")
+    hint = f"did you mean '{near[0]}'?" if near else "python -m dynprune config --help lists every parameter"
+    return ConfigError(f"{where}unknown parameter {_short(key)} ({hint})")
 
 
 def check_name(value: str, what: str) -> str:
