@@ -21,7 +21,7 @@ import pytest
 from dynprune import cli
 from dynprune.config import FIELDS, Config, hints
 
-from conftest import PROJECT, make_mnist
+from conftest import make_mnist
 
 ROWS: dict[str, tuple[str, str]] = {}  # case id -> (input, outcome), for the table
 
@@ -54,7 +54,8 @@ def outcome(case: str, given: str, capsys, argv: list[str], notebook: bool = Fal
         code = cli.main(argv)
     except SystemExit as e:  # argparse's own exits
         code = e.code
-    out, err = (lambda c: (c.out, c.err))(capsys.readouterr())
+    captured = capsys.readouterr()
+    out, err = captured.out, captured.err
     assert "Traceback" not in out + err, out + err
     if code in (0, None):
         result = "accepted"
@@ -194,7 +195,7 @@ BAD = {"empty": "", "long": "x" * 5000, "traversal": "../../etc/passwd", "dash":
 def test_another_flag(field, label, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     flag = "--" + field.replace("_", "-")
-    argv = ["config", f"{flag}={BAD[label]}"] if hints(Config)[field] is not bool else ["config", f"{flag}={BAD[label]}"]
+    argv = ["config", f"{flag}={BAD[label]}"]  # a boolean flag takes no value: refused too
     outcome(f"flag: {field}={label}", _short(argv)[:80], capsys, argv)
     assert list(tmp_path.iterdir()) == []
 
@@ -278,7 +279,7 @@ def test_a_parameter_file_that_is_special(kind, tmp_path, capsys, monkeypatch):
         path.symlink_to(tmp_path)
     elif kind == "fifo":
         os.mkfifo(path)
-    elif kind.startswith("/dev/") or kind.startswith("/proc/"):
+    elif kind.startswith(("/dev/", "/proc/")):
         path = Path(kind.split()[0])
     elif kind.startswith("a socket-free"):
         path = Path("/dev/urandom")
@@ -306,9 +307,10 @@ TRAIN = ["train", "--dataset", "mnist", "--model", "lenet_300_100", "--init", "k
 def template(tmp_path_factory):
     base = tmp_path_factory.mktemp("fuzz-run")
     root = make_mnist(base / "data")
-    os.environ["DYNPRUNE_CACHE"] = str(base / "cache")
-    assert cli.main(TRAIN + ["--data-root", str(root), "--out", str(base / "out")]) == 0
-    return root, base / "out"
+    with pytest.MonkeyPatch.context() as mp:  # the module's own cache, for its tests too, and then as it was
+        mp.setenv("DYNPRUNE_CACHE", str(base / "cache"))
+        assert cli.main(TRAIN + ["--data-root", str(root), "--out", str(base / "out")]) == 0
+        yield root, base / "out"
 
 
 def _json(value) -> bytes:
@@ -472,7 +474,8 @@ def test_a_notebook_target(target, tmp_path, capsys, monkeypatch):
         code = cli.main(["notebook", target])
     except SystemExit as e:
         code = e.code
-    out, err = (lambda c: (c.out, c.err))(capsys.readouterr())
+    captured = capsys.readouterr()
+    out, err = captured.out, captured.err
     assert code not in (0, None) and "Traceback" not in out + err
     line = next((l for l in out.splitlines() if "FAILED" in l), err.strip())
     assert len(err.strip().splitlines()) <= 1

@@ -228,13 +228,13 @@ TRAIN = ["train", "--dataset", "mnist", "--model", "lenet_300_100", "--init", "k
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """(data root, an experiment folder holding one finished run): trained once for this module."""
-    import os
     from conftest import make_mnist
     base = tmp_path_factory.mktemp("finished")
     root = make_mnist(base / "data")
-    os.environ["DYNPRUNE_CACHE"] = str(base / "cache")
-    assert cli.main(TRAIN + ["--data-root", str(root), "--out", str(base / "out")]) == 0
-    return root, base / "out"
+    with pytest.MonkeyPatch.context() as mp:  # the module's own cache, for its tests too, and then as it was
+        mp.setenv("DYNPRUNE_CACHE", str(base / "cache"))
+        assert cli.main(TRAIN + ["--data-root", str(root), "--out", str(base / "out")]) == 0
+        yield root, base / "out"
 
 
 @pytest.fixture
