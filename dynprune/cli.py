@@ -57,10 +57,12 @@ def _yaml(text: str):
     try:
         return C.parse_yaml(text, "the value")
     except yaml.YAMLError as e:
-        raise argparse.ArgumentTypeError(f"not valid YAML ({getattr(e, 'problem', e)}); e.g. "
-                                         f"'{{final_sparsity: [0.5, 0.9]}}'") from None
+        why = str(getattr(e, "problem", None) or e).splitlines()[0]
+        raise argparse.ArgumentTypeError(f"not valid YAML ({why}); e.g. '{{final_sparsity: [0.5, 0.9]}}'") from None
     except C.ConfigError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+    except (ValueError, RecursionError) as e:  # an int of over 4,300 digits, nesting deeper than Python's stack
+        raise argparse.ArgumentTypeError(f"not a YAML value dynprune can read ({type(e).__name__})") from None
 
 
 def _positive(text: str) -> int:
@@ -136,6 +138,9 @@ def cmd_train(args) -> None:
     quiet = launched() and os.environ.get("RANK", "0") != "0"  # under torchrun, rank 0 speaks for all
     for outcome in run_experiment(cfg, out, args.profile, log=(lambda *_: None) if quiet else print):
         s = outcome.summary
+        if s and not all(type(s.get(k)) in (int, float) for k in ("test_accuracy", "sparsity")):
+            raise C.ConfigError(f"{outcome.folder}/summary.json is damaged (its test_accuracy or sparsity is not a "
+                                f"number); delete it to train the run again")
         if s and not quiet:
             print(f"{outcome.action} {outcome.folder}/ (test accuracy {s['test_accuracy']:.2f}%, "
                   f"sparsity {s['sparsity']:.4f})")

@@ -271,3 +271,237 @@ def test_run_records_are_strict_json_even_for_a_non_finite_metric():
         raise ValueError(f"non-standard JSON token {token}")
     text = json_text({"val_loss": float("nan"), "history": [1.0, float("inf"), {"x": float("-inf")}], "ok": 2.5})
     assert json.loads(text, parse_constant=refuse) == {"val_loss": None, "history": [1.0, None, {"x": None}], "ok": 2.5}
+
+
+# -- issue 25, items 5-7: one line, a non-zero exit where it is an error, nothing written or moved -------------------
+
+import json  # noqa: E402
+import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from test_security import TRAIN, _project, _run, finished_run, run_copy  # noqa: E402,F401  (fixtures shared)
+
+
+def _one_line(code, out, err, *mentions, exit_code=2):
+    assert code == exit_code and "Traceback" not in out + err, out + err
+    assert err.count("\n") == 1 and err.startswith("dynprune: error: "), err
+    for m in mentions:
+        assert m in err, err
+
+
+def test_a_finished_run_folder_that_cannot_be_written_is_reused(run_copy, capsys, monkeypatch):
+    """A colleague's read-only run folder (as root, permissions do not stop a write: every open for writing
+    below the folder fails instead)."""
+    from dynprune.foundations import storage
+    argv, out = run_copy
+    real_open = os.open
+
+    def read_only(path, flags, *args, **kwargs):
+        if str(out) in str(path) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+    monkeypatch.setattr(os, "open", read_only)
+    monkeypatch.setattr(storage.os, "open", read_only)
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    code, stdout, err = _run(capsys, argv)
+    assert code == 0 and "reused" in stdout and not err
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+
+
+@pytest.mark.parametrize("out", ["file", "/dev/null", "/proc/self/dynprune", "", ".", "  "])
+def test_an_out_that_is_no_folder_to_write_into_is_one_line(out, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "file").write_text("keep\n")
+    code, stdout, err = _run(capsys, TRAIN + ["--data-root", str(tmp_path / "none"), "--out", out])
+    _one_line(code, stdout, err, "--out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"] and (tmp_path / "file").read_text() == "keep\n"
+
+
+@pytest.mark.parametrize("damage", ["accuracy-string", "accuracy-missing", "not-json", "truncated", "a-list",
+                                    "identity-number"])
+def test_a_damaged_summary_is_one_line_or_a_fresh_run_never_a_traceback(damage, run_copy, capsys):
+    argv, out = run_copy
+    summary = out / "seed42" / "summary.json"
+    data = json.loads(summary.read_text())
+    text = {"accuracy-string": lambda: json.dumps(data | {"test_accuracy": "99.1"}),
+            "accuracy-missing": lambda: json.dumps({k: v for k, v in data.items() if k != "test_accuracy"}),
+            "not-json": lambda: "not json at all",
+            "truncated": lambda: summary.read_text()[:40],
+            "a-list": lambda: "[1, 2]",
+            "identity-number": lambda: json.dumps(data | {"identity": 7})}[damage]()
+    summary.write_text(text)
+    code, stdout, err = _run(capsys, argv)
+    assert "Traceback" not in stdout + err
+    if code == 0:  # unreadable, so not finished: trained again in its place
+        assert "trained" in stdout and json.loads(summary.read_text())["test_accuracy"] >= 0
+    else:
+        _one_line(code, stdout, err, "summary.json")
+        assert summary.read_text() == text
+
+
+def _params(tmp_path, kind: str, name: str, text: str) -> Path:
+    path = tmp_path / "params" / kind / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "params" / "profiles").mkdir(exist_ok=True)
+    (tmp_path / "params" / "profiles" / "paper.yaml").write_text("")
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("kind,text,mention", [
+    ("compare", "inputs: [compare/c]\n", "inputs"),
+    ("compare", "inputs: [report/all]\n", "inputs"),
+    ("ticket", "ticket_from: ticket/c\nmodel: lenet_300_100\ndataset: mnist\n", "ticket_from"),
+    ("ticket", "ticket_from: lottery/x\nmodel: lenet_300_100\ndataset: mnist\n", "ticket_from"),
+])
+def test_an_input_that_names_itself_or_the_wrong_kind_is_one_line(kind, text, mention, tmp_path, capsys):
+    path = _params(tmp_path, kind, "c", text)
+    _one_line(*_run(capsys, ["config", str(path)]), mention)
+
+
+@pytest.mark.parametrize("profile", ["nonexist", "../etc", "a b", "-x"])
+def test_status_of_a_profile_that_is_not_one_is_one_line(profile, capsys, monkeypatch):
+    from conftest import PROJECT
+    monkeypatch.chdir(PROJECT)
+    code, out, err = _run(capsys, ["status", "--profile", profile])
+    _one_line(code, out, err, "profile")
+    assert not out
+
+
+FLAG_MISTAKES = [  # (argv, what the line says)
+    (["train", "--epoch", "2"], "unknown flag --epoch (did you mean --epochs?)"),
+    (["config", "--final-spars", "0.5"], "unknown flag --final-spars"),
+    (["experiments", "--job", "2"], "unknown flag --job"),
+    (["config", "--grid", "{lr: [0.1], lr: [0.2]}"], "duplicate key"),
+    (["experiments", "--jobs", "0"], "not a count of notebooks"),
+    (["experiments", "--jobs", "-3"], "not a count of notebooks"),
+    (["experiments", "--jobs", "two"], "--jobs"),
+    (["config", "--compile", "--no-compile"], "both given"),
+    (["config", "--download", "--no-download"], "both given"),
+    (["config", "--no-compile", "--compile"], "both given"),
+]
+
+
+@pytest.mark.parametrize("argv,message", FLAG_MISTAKES, ids=[" ".join(a) for a, _ in FLAG_MISTAKES])
+def test_a_flag_mistake_is_one_line(argv, message, capsys):
+    _one_line(*_run(capsys, argv), message)
+
+
+def test_a_subset_larger_than_the_data_is_one_line(run_copy, capsys):
+    argv, out = run_copy
+    _one_line(*_run(capsys, argv + ["--train-subset", "99999999"]), "train_subset")
+    assert not (out / "seed42" / "stale").exists()
+
+
+def test_config_into_a_closed_pipe_ends_quietly():
+    read, write = os.pipe()
+    os.close(read)
+    proc = subprocess.run([sys.executable, "-m", "dynprune", "config", "--epochs", "3"], stdout=write,
+                          stderr=subprocess.PIPE, text=True, timeout=60, env=os.environ | {"OMP_NUM_THREADS": "1"})
+    os.close(write)
+    assert proc.returncode == 0 and proc.stderr == ""
+
+
+def test_params_naming_a_folder_says_it_is_a_folder(tmp_path, capsys):
+    _one_line(*_run(capsys, ["config", str(tmp_path)]), "is a folder")
+    _one_line(*_run(capsys, ["train", "--params", str(tmp_path)]), "is a folder")
+
+
+def test_an_offline_download_is_one_reason_and_leaves_no_empty_folders(tmp_path, capsys, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.setenv("DYNPRUNE_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "data").mkdir()
+    argv = [a for a in TRAIN if a != "--no-download"] + ["--download", "--data-root", str(tmp_path / "data"),
+                                                        "--out", str(tmp_path / "out")]
+    code, out, err = _run(capsys, argv)
+    _one_line(code, out, err, "download failed")
+    assert err.count("download failed") == 1 and "delete" not in err
+    assert list((tmp_path / "data").rglob("*")) == []
+
+
+def test_an_unknown_key_says_did_you_mean_without_listing_every_parameter(tmp_path, capsys):
+    path = _params(tmp_path, "dynamic_pruning", "x", "epochz: 3\n")
+    code, out, err = _run(capsys, ["config", str(path)])
+    _one_line(code, out, err, "did you mean", "epochs")
+    assert len(err) < 400 and "final_sparsity" not in err
+
+
+@pytest.mark.parametrize("damage", ["layouts-text", "no-layouts", "values"])
+def test_a_damaged_ticket_names_its_file(damage, tmp_path):
+    from dynprune.foundations import storage
+    from dynprune.runs.run_folder import load_ticket
+    mask = torch.ones(4, 3, dtype=torch.bool)
+    tensors, layout = storage.pack_state({"w": torch.ones(4, 3)}, {"w": mask}, prefix="final.")
+    if damage == "values":
+        tensors["final.w:values"] = torch.ones(2)
+    meta = {} if damage == "no-layouts" else dict(layouts="x" if damage == "layouts-text" else {"final": layout},
+                                                  params={}, arch={})
+    path = tmp_path / "ticket.safetensors"
+    storage.save(path, tensors, meta)
+    with pytest.raises(storage.StoreError) as e:
+        load_ticket(path)
+    assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("change", [dict(width=0.5), dict(model="conv4")])
+def test_a_ticket_of_another_shape_is_refused_naming_its_file_before_training(change, run_copy, tmp_path):
+    from dynprune.runs.paths import RunFolder
+    from dynprune.runs.training import _check_ticket
+    _, out = run_copy
+    cfg = tiny_config(method="ticket_check", ticket_from="dynamic_pruning/x", **change)
+    data = in_memory_data(side=28) if "model" not in change else in_memory_data(channels=3, side=32)
+    with pytest.raises(ConfigError) as e:
+        _check_ticket(cfg, data, RunFolder(tmp_path / "ticket"), "paper", {}, {"folder": RunFolder(out / "seed42")},
+                      print)
+    assert str(out / "seed42" / "ticket.safetensors") in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "ticket").exists()
+
+
+def test_a_raw_pickle_checkpoint_is_one_line_without_a_torch_warning(tmp_path, recwarn):
+    import pickle
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(pickle.dumps({"identity": "x", "obj": Payload()}))
+    with pytest.raises(ConfigError, match="cannot be read"):
+        checkpoint_module.load(path, "x")
+    assert not recwarn.list
+
+
+def _notebook_copy(tmp_path, monkeypatch, replace: tuple[str, str]) -> Path:
+    from conftest import PROJECT
+    notebooks = tmp_path / "notebooks"
+    shutil.copytree(PROJECT / "notebooks", notebooks)
+    source = notebooks / "dynamic_pruning.py"
+    old, new = replace
+    assert old in source.read_text()
+    source.write_text(source.read_text().replace(old, new, 1))
+    monkeypatch.setenv("DYNPRUNE_NOTEBOOKS", str(notebooks))
+    return source
+
+
+@pytest.mark.parametrize("broken", ["from pathlib import Path\n", "from pathlib import Path\nx = (\n"])
+def test_a_syntax_error_in_a_notebook_names_the_notebook_file_and_cell(broken, tmp_path, capsys, monkeypatch):
+    target = _project(tmp_path / "project")
+    _notebook_copy(tmp_path, monkeypatch, ("from pathlib import Path\n", "from pathlib import Path\nif True\n"
+                                           if broken == "from pathlib import Path\n" else broken))
+    code, out, err = _run(capsys, ["notebook", str(target)])
+    assert code == 1 and "Traceback" not in out + err
+    [failed] = [line for line in out.splitlines() if "FAILED" in line]
+    assert "dynamic_pruning.py" in failed and "cell" in failed and "syntax" in failed.lower(), failed
+    assert not target.exists() and not target.with_suffix(".failed.ipynb").exists()
+
+
+def test_a_notebook_in_use_says_to_wait_for_it(tmp_path, capsys):
+    from dynprune.foundations.storage import locked
+    from dynprune.pipeline.render import parse_target
+    target = _project(tmp_path / "project")
+    _, rendered = parse_target(target)
+    with locked(rendered.lock, "notebook"):
+        code, out, err = _run(capsys, ["notebook", str(target)])
+    assert code == 1 and "Traceback" not in out + err
+    [failed] = [line for line in out.splitlines() if "FAILED" in line]
+    assert "is in use by process" in failed and "wait for it to finish" in failed and "another folder" not in failed

@@ -213,3 +213,202 @@ def test_two_trainings_into_one_folder_leave_one_intact_result_and_one_clear_lin
     summary = json.loads((tmp_path / "out" / "seed42" / "summary.json").read_text())
     assert summary["params"]["epochs"] == 20 and summary["params"]["lr"] == 0.02  # the first one's, intact
     assert not (tmp_path / "out" / "seed42" / "stale").exists()
+
+
+# -- issue 25: hostile inputs, second round ------------------------------------------------------------------------
+# One trained run folder (a second or two), copied for every case; each case plants something and checks that
+# the command ends in one line, writes nothing through the link and leaves the finished result alone.
+
+import shutil  # noqa: E402
+
+TRAIN = ["train", "--dataset", "mnist", "--model", "lenet_300_100", "--init", "kaiming_fan_in", "--width", "0.25",
+         "--epochs", "1", "--batch-size", "32", "--no-download", "--device", "cpu", "--profile", "paper"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """(data root, an experiment folder holding one finished run): trained once for this module."""
+    from conftest import make_mnist
+    base = tmp_path_factory.mktemp("finished")
+    root = make_mnist(base / "data")
+    with pytest.MonkeyPatch.context() as mp:  # the module's own cache, for its tests too, and then as it was
+        mp.setenv("DYNPRUNE_CACHE", str(base / "cache"))
+        assert cli.main(TRAIN + ["--data-root", str(root), "--out", str(base / "out")]) == 0
+        yield root, base / "out"
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path, capsys):
+    root, template = finished_run
+    out = tmp_path / "out"
+    shutil.copytree(template, out, symlinks=True)
+    capsys.readouterr()
+    return TRAIN + ["--data-root", str(root), "--out", str(out)], out
+
+
+def _victim(tmp_path) -> Path:
+    victim = tmp_path / "victim" / "notes.txt"
+    victim.parent.mkdir()
+    victim.write_text("my notes\n")
+    return victim
+
+
+def _plant(path: Path, target: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(target)
+
+
+LINKED_RUN_FILES = [  # (case, file planted as a link, change that makes the command write, expected exit)
+    ("lock-reuse", ".lock", [], 0),                        # reuse reads only: the link is never opened
+    ("lock-retrain", ".lock", ["--lr", "0.2"], 2),         # training takes the lock: refused, naming the link
+    ("train.log-resume", "train.log", ["unfinished"], 2),  # an unfinished run appends to its train.log
+    ("identity.json-retrain", "identity.json", ["--lr", "0.2"], None),
+]
+
+
+@pytest.mark.parametrize("case,name,change,code", LINKED_RUN_FILES, ids=[c[0] for c in LINKED_RUN_FILES])
+def test_a_link_planted_in_a_run_folder_is_never_written_through(case, name, change, code, run_copy, tmp_path, capsys):
+    argv, out = run_copy
+    victim = _victim(tmp_path)
+    _plant(out / "seed42" / name, victim)
+    if change == ["unfinished"]:
+        (out / "seed42" / "summary.json").unlink()
+        change = []
+    got, stdout, err = _run(capsys, argv + change)
+    assert "Traceback" not in stdout + err
+    assert victim.read_text() == "my notes\n" and victim.parent.stat().st_nlink == 2 and len(list(victim.parent.iterdir())) == 1
+    if code == 2:
+        assert got == 2 and err.count("\n") == 1 and "is a symbolic link" in err and name in err, err
+        assert json.loads((out / "seed42" / "summary.json").read_text() if (out / "seed42" / "summary.json").exists()
+                          else '{"params": {"lr": 0.1}}')["params"]["lr"] == 0.1
+    elif code == 0:
+        assert got == 0 and "reused" in stdout
+    else:  # moved aside with the rest (the link itself, not its target), then trained afresh
+        assert got in (0, 2)
+
+
+@pytest.mark.parametrize("where", ["experiment", "seed42"])
+def test_a_linked_experiment_or_run_folder_is_refused_and_nothing_is_trained_into_its_target(where, run_copy, tmp_path,
+                                                                                            capsys):
+    argv, out = run_copy
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    if where == "experiment":
+        shutil.rmtree(out)
+        out.symlink_to(outside)
+    else:
+        _plant(out / "seed42", outside)
+    code, stdout, err = _run(capsys, argv + ["--lr", "0.2"])
+    assert code == 2 and err.count("\n") == 1 and "is a symbolic link" in err and "Traceback" not in stdout + err
+    assert list(outside.iterdir()) == []
+
+
+def _project(tmp_path: Path, name: str = "x", text: str = "model: lenet_300_100\ndataset: mnist\n") -> Path:
+    """A project of one dynamic-pruning parameter file and the quick profile, for the notebook command."""
+    (tmp_path / "params" / "dynamic_pruning").mkdir(parents=True)
+    (tmp_path / "params" / "profiles").mkdir()
+    (tmp_path / "params" / "profiles" / "quick.yaml").write_text("")
+    (tmp_path / "params" / "dynamic_pruning" / f"{name}.yaml").write_text(text)
+    (tmp_path / "results" / "quick" / "dynamic_pruning").mkdir(parents=True)
+    return tmp_path / "results" / "quick" / "dynamic_pruning" / f"{name}.ipynb"
+
+
+RENDER_LINKS = ["lock", "events", "log", "runs", "html", "running"]
+
+
+@pytest.mark.parametrize("which", RENDER_LINKS)
+def test_a_render_refuses_a_link_where_it_writes(which, tmp_path, capsys):
+    from dynprune.pipeline.render import parse_target
+    target = _project(tmp_path / "project")
+    victim = _victim(tmp_path)
+    _, rendered = parse_target(target)
+    _plant(getattr(rendered, which), victim)
+    code, out, err = _run(capsys, ["notebook", str(target)])
+    assert code == 1 and "Traceback" not in out + err
+    [failed] = [line for line in out.splitlines() if "FAILED" in line]
+    assert "is a symbolic link" in failed and getattr(rendered, which).name in failed
+    assert victim.read_text() == "my notes\n"
+
+
+PARAMETERS_CELL_CODE = [
+    '__import__("os").system("touch {pwned}")',
+    'experiment = __import__("os").system("touch {pwned}")',
+    'import os; os.system("touch {pwned}")',
+    'x = open("{pwned}", "w")',
+    'profile: str = "quick"',
+    'a = b = 1',
+    'experiment = "x" if open("{pwned}", "w") else "y"',
+    'def f(): pass',
+]
+
+
+@pytest.mark.parametrize("code_line", PARAMETERS_CELL_CODE)
+def test_a_parameters_cell_with_code_is_refused_naming_file_and_line_and_runs_nothing(code_line, tmp_path, capsys,
+                                                                                      monkeypatch):
+    target = _project(tmp_path / "project")
+    notebooks = tmp_path / "notebooks"
+    shutil.copytree(PROJECT / "notebooks", notebooks)
+    pwned = tmp_path / "PWNED"
+    source = notebooks / "dynamic_pruning.py"
+    text = source.read_text()
+    cell = '# %% tags=["parameters"]\n'
+    source.write_text(text.replace(cell, cell + code_line.format(pwned=pwned) + "\n", 1))
+    monkeypatch.setenv("DYNPRUNE_NOTEBOOKS", str(notebooks))
+    code, out, err = _run(capsys, ["notebook", str(target)])
+    assert code == 1 and "Traceback" not in out + err
+    [failed] = [line for line in out.splitlines() if "FAILED" in line]
+    assert "dynamic_pruning.py" in failed and "line 1 of the parameters cell" in failed
+    assert not pwned.exists() and not target.exists()
+
+
+def _laughs(depth: int = 9) -> str:
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, depth)]
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("where", ["description: *a8", "prune_exclude: *a8", "grid: {lr: *a8}"])
+def test_a_billion_laughs_file_is_refused_in_one_line_at_once(where, tmp_path, capsys):
+    import time
+    # nine nested aliases, defined in a list under one key, then used under the parameter
+    text = "anchors:\n" + "\n".join("  - " + line.split(": ", 1)[1] for line in _laughs().splitlines()) + "\n"
+    path = tmp_path / "dynamic_pruning" / "laughs.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(text + where + "\n")
+    started = time.time()
+    code, out, err = _run(capsys, ["config", str(path)])
+    assert time.time() - started < 5
+    assert code == 2 and err.count("\n") == 1 and "more than 10000 values" in err and "Traceback" not in out + err
+    assert not out
+
+
+def test_a_billion_laughs_grid_flag_is_refused_at_once(capsys):
+    import time
+    laughs = "[" + ", ".join(['"lol"'] * 10) + "]"
+    text = "{a0: &a0 " + laughs
+    for i in range(1, 9):
+        text += f", a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]"
+    text += ", lr: *a8}"
+    started = time.time()
+    code, out, err = _run(capsys, ["config", "--grid", text])
+    assert time.time() - started < 5
+    assert code == 2 and err.count("\n") == 1 and "more than 10000 values" in err and "Traceback" not in out + err
+
+
+@pytest.mark.parametrize("name", ["x=1", "a%b", "a b", "-x", "x y=2"])
+def test_a_parameter_file_name_that_would_be_make_syntax_is_refused_and_named_with_its_suffix(name, tmp_path, capsys):
+    from dynprune.pipeline.schedule import graph
+    root = tmp_path / "project"
+    _project(root, "ok")
+    path = root / "params" / "dynamic_pruning" / f"{name}.yaml"
+    path.write_text("model: lenet_300_100\n")
+    code, out, err = _run(capsys, ["config", str(path)])
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in out + err and "name" in err
+    nodes, refused = graph(root, "quick")
+    assert list(nodes) == ["dynamic_pruning/ok"]  # the good file is scheduled; the bad one fails alone
+    [line] = refused
+    assert f"{name}.yaml" in line and "rename the file" in line

@@ -12,6 +12,8 @@ import typing
 from dynprune.config.grid import grid_points, point_folder, point_label
 from dynprune.config.schema import NOT_IN_GRID, NOTEBOOKS, SAFE_NAME, Config, ConfigError, _plain, fields, hints
 
+MAX_THREADS = 4096  # CPU threads a run may ask for
+
 def describe_type(name: str, schema=Config) -> str:
     hint = hints(schema)[name]
     if typing.get_origin(hint) is tuple:
@@ -127,8 +129,8 @@ def _check_key(key, where: str = "", schema=Config) -> None:
 def unknown_key_error(key: str, where: str = "", schema=Config) -> ConfigError:
     names = list(fields(schema))
     near = difflib.get_close_matches(key, names, n=1)
-    hint = f" (did you mean '{near[0]}'?)" if near else ""
-    return ConfigError(f"{where}unknown parameter {_short(key)}{hint}; allowed: {', '.join(names)}")
+    hint = f"did you mean '{near[0]}'?" if near else "python -m dynprune config --help lists every parameter"
+    return ConfigError(f"{where}unknown parameter {_short(key)} ({hint})")
 
 
 def check_name(value: str, what: str) -> str:
@@ -204,6 +206,8 @@ def validate(cfg: Config) -> None:
         check_experiment_key(cfg.ticket_from, "parameter 'ticket_from':", kinds=("dynamic_pruning",))
     elif cfg.ticket_from:
         raise ConfigError(f"parameter 'ticket_from' is only for method ticket_check (this run is {cfg.method})")
+    if cfg.threads > MAX_THREADS:  # torch.set_num_threads takes a C int: a larger value is a traceback there
+        raise ConfigError(f"parameter 'threads' is {cfg.threads}; use at most {MAX_THREADS} (0 = the process default)")
     if len(set(cfg.seeds)) != len(cfg.seeds):
         raise ConfigError(f"parameter 'seeds' lists a seed twice: {list(cfg.seeds)}")
     if cfg.processes > 1 and cfg.method in ("imp", "ticket_check"):

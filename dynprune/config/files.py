@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import yaml
@@ -60,15 +61,20 @@ def read_yaml(path: Path, allow_empty: bool = False) -> dict:
         raise ConfigError(f"{path} is a folder; name a parameter file (a .yaml file) in it")
     if not path.is_file():
         raise ConfigError(f"parameter file {path} does not exist")
-    if path.stat().st_size > MAX_BYTES:
+    with open(path, "rb") as f:  # at most MAX_BYTES + 1 bytes, whatever size the file says it has (/proc)
+        raw = f.read(MAX_BYTES + 1)
+    if len(raw) > MAX_BYTES:
         raise ConfigError(f"{path} is larger than {MAX_BYTES // 1024} KiB; a parameter file is a short mapping")
     try:
-        data = parse_yaml(path.read_text(), str(path))
+        data = parse_yaml(raw.decode(), str(path))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path} is not valid YAML{at}: {getattr(e, 'problem', None) or e}") from None
-    except (UnicodeDecodeError, RecursionError) as e:
+        why = str(getattr(e, "problem", None) or e).splitlines()[0]
+        raise ConfigError(f"{path} is not valid YAML{at}: {why}") from None
+    except ConfigError:
+        raise
+    except (UnicodeDecodeError, RecursionError, ValueError) as e:  # ValueError: an int of over 4,300 digits
         raise ConfigError(f"{path} cannot be read as a YAML text file ({type(e).__name__})") from None
     if data is None and allow_empty:
         return {}
@@ -105,8 +111,9 @@ def params_file(experiment: str) -> Path:
 
 def params_root(params_file: Path | None = None) -> Path:
     """The params/ folder whose profiles apply: the one the file lies in, else this project's."""
-    if params_file is not None and Path(params_file).resolve().parent.parent.name == "params":
-        return Path(params_file).resolve().parent.parent
+    real = Path(os.path.realpath(params_file)) if params_file is not None else None  # a link loop: no error here
+    if real is not None and real.parent.parent.name == "params":
+        return real.parent.parent
     return PROJECT / "params"
 
 

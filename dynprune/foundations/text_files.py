@@ -29,7 +29,7 @@ def read_json_or_empty(path: Path) -> dict:
     """A JSON object from a run folder, or {} where it is missing, unreadable or not an object."""
     try:
         data = read_json(path)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 

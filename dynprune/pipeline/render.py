@@ -73,6 +73,17 @@ def parameter_names(nb, source: Path) -> list[str]:
     return names
 
 
+def check_syntax(nb, source: Path) -> None:
+    """Every code cell parses: a syntax error names the notebook file and cell, before a kernel starts."""
+    for number, cell in enumerate((c for c in nb.cells if c.cell_type == "code"), 1):
+        code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in cell.source.splitlines())
+        try:
+            ast.parse(code)
+        except SyntaxError as e:
+            raise C.ConfigError(f"{source}: code cell {number} has a syntax error ({e.msg}, its line {e.lineno}); "
+                                f"fix the notebook") from None
+
+
 def batch_parameters(nb, source: Path, experiment: Path, profile: str, rendered: Rendered) -> dict:
     """A value for every variable of the parameters cell, paths relative to the notebooks' folder (where the
     kernel runs), so that a rendered notebook shows no path of the machine that rendered it."""
@@ -194,6 +205,7 @@ def _render(root: Path, rendered: Rendered, experiment: Path) -> None:
     nb = jupytext.read(source)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     parameters = batch_parameters(nb, source, experiment, rendered.results.name, rendered)
+    check_syntax(nb, source)
     env = dict(DYNPRUNE_EVENTS=str(rendered.events), PYTHONWARNINGS="ignore")
     with _output_to(rendered.log) as log, _environment(env), _device_slot(root, rendered, log):
         print(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} rendering {rendered.key}", flush=True)

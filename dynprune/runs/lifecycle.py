@@ -99,7 +99,8 @@ def ensure(run: RunSpec, folder: Path, profile: str, *, root: Path, inputs: Path
         if reusable(folder, ident) is not None:  # another process has just finished it
             return _reused(run, folder, ident, log)
         training = _training()
-        if ident["inputs"]["data"] == "missing":  # fetch the data, or stop in one line, before anything is moved
+        if ident["inputs"]["data"] == "missing" or (cfg.train_subset or cfg.test_subset) and folder.summary.is_file():
+            # fetch the data, or stop in one line (offline, a subset larger than the data), before anything is moved
             training.fetch_data(cfg)
             ident = run_identity(cfg, source_identity)
         if main:

@@ -76,10 +76,15 @@ def save_ticket(path: Path, run) -> None:
 def load_ticket(path: Path) -> dict:
     """{masks, state_dict, init_state, rewind_state, params} of a ticket file (no pickle)."""
     tensors, meta = storage.load(path)
-    layouts = meta["layouts"]
-    states = {name: storage.unpack_state(tensors, layout, prefix=f"{name}.") for name, layout in layouts.items()}
-    return dict(masks=storage.masks_of(tensors, layouts["final"], prefix="final."), state_dict=states["final"],
-                init_state=states.get("init"), rewind_state=states.get("rewind"), params=meta["params"], arch=meta["arch"])
+    try:
+        layouts = meta["layouts"]
+        states = {name: storage.unpack_state(tensors, layout, prefix=f"{name}.") for name, layout in layouts.items()}
+        return dict(masks=storage.masks_of(tensors, layouts["final"], prefix="final."), state_dict=states["final"],
+                    init_state=states.get("init"), rewind_state=states.get("rewind"), params=meta["params"],
+                    arch=meta["arch"])
+    except (storage.StoreError, KeyError, TypeError, AttributeError, RuntimeError) as e:
+        raise storage.StoreError(f"{path} is not a ticket this code can read ({type(e).__name__}: "
+                                 f"{str(e)[:120]}); delete it to recompute it") from None
 
 
 # -- summaries ----------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from dynprune.config import Config
+from dynprune.config import Config, ConfigError
 from dynprune.core import distributed
 from dynprune.core import train as core_train
 from dynprune.core.data import load_data
@@ -63,9 +63,20 @@ def train_run(cfg: Config, folder: RunFolder, profile: str, ident: dict, source:
 
 
 def _check_ticket(cfg: Config, data, folder: RunFolder, profile: str, ident: dict, source: dict, log) -> dict:
-    ticket = load_ticket(source["folder"].ticket)
-    variants = check_ticket(cfg, data, ticket, folder, ident, log=log, finished=finished,
-                            save=lambda trained, sub, sub_ident: save_run(trained, sub, profile, sub_ident))
+    path = source["folder"].ticket
+    ticket = load_ticket(path)
+    network = dict(name=cfg.model, in_channels=data.channels, classes=len(data.classes), side=data.side, width=cfg.width)
+    if ticket["arch"] != network:
+        raise ConfigError(f"{path} holds a ticket of another network ({ticket['arch']}), this run builds {network}; "
+                          f"render {cfg.ticket_from} again first")
+    try:
+        variants = check_ticket(cfg, data, ticket, folder, ident, log=log, finished=finished,
+                                save=lambda trained, sub, sub_ident: save_run(trained, sub, profile, sub_ident))
+    except RuntimeError as e:
+        if "size mismatch" not in str(e) and "shape" not in str(e):
+            raise
+        raise ConfigError(f"{path}: its masks or weights do not fit the network ({str(e).splitlines()[0][:120]}); "
+                          f"render {cfg.ticket_from} again first") from None
     any_summary = next(iter(variants.values()))
     summary = dict(
         name=cfg.name, profile=profile, method=cfg.method, seed=cfg.seed, ticket_from=cfg.ticket_from,

@@ -21,7 +21,7 @@ from torch import nn
 from dynprune.config import ConfigError, build
 from dynprune.core.data import Batches, DataError, load_data
 from dynprune.core.models import build_model
-from dynprune.foundations.storage import write_atomic
+from dynprune.foundations.storage import no_links, write_atomic
 from dynprune.foundations.text_files import json_text, read_json_or_empty
 from dynprune.runs.identity import sparse_code
 from dynprune.runs.paths import RunFolder
@@ -97,6 +97,7 @@ def export_model(model: nn.Module, masks: dict, arch: dict, folder: RunFolder, *
                  budget: dict = AUTOMATIC) -> dict:
     """Export `model` (its masks applied) to the run folder's export/ and measure it on one thread; the full
     measurement, with the fingerprint of the sparse code that measured it, is written beside it."""
+    no_links(folder.measurement, folder.path)  # an export/ planted as a link is refused, never written through
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the figures are one-thread figures, whatever the run trained with
     try:
@@ -142,6 +143,7 @@ def ensure_measured(folder: Path, log=print) -> dict | None:
     figures = measured(folder.path)
     if figures is not None and figures["code"] == sparse_code():
         return figures
+    no_links(folder.measurement, folder.path)
     try:
         model, ticket = _ticket_model(folder)
         figures = headline(export_model(model, ticket["masks"], ticket["arch"], folder)) | {"code": sparse_code()}
