@@ -174,6 +174,8 @@ def test_an_edit_to_any_training_module_changes_the_fingerprint(tmp_path, monkey
     copy = tmp_path / "dynprune"
     shutil.copytree(PROJECT / "dynprune", copy, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(identity, "PACKAGE", copy)
+    import functools
+    monkeypatch.setattr(identity, "code_text", functools.cache(identity.code_text))  # parse each text once
     identity.training_code.cache_clear()
     try:
         before = identity.training_code()
