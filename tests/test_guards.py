@@ -348,3 +348,62 @@ def test_a_trained_runs_history_reaches_the_target_in_the_epoch_the_heading_name
     assert [r["target_sparsity"] for r in run.history] == [0, 0, 0.75, 0.75]
     assert [r["epoch"] for r in run.history] == [1, 2, 3, 4]
     assert "the target reached in epoch 3)" in describe(cfg)
+
+
+# -- strict CI: with CI=true nothing but a GPU test skips ---------------------------------------------------------
+
+STRICT_CASES = '''
+import pytest
+
+@pytest.fixture
+def daemon():
+    pytest.skip("no daemon here")
+
+@pytest.mark.skipif(True, reason="chromium is not installed")
+def test_marked():
+    pass
+
+def test_fixture(daemon):
+    pass
+
+def test_body():
+    pytest.skip("data set not found")
+
+@pytest.mark.gpu
+@pytest.mark.skipif(True, reason="no CUDA GPU here")
+def test_gpu():
+    pass
+
+@pytest.mark.xfail(reason="known", strict=True)
+def test_expected_failure():
+    assert False
+
+def test_passes():
+    pass
+'''
+
+
+@pytest.mark.parametrize("ci", ["true", None])
+def test_under_ci_a_skip_fails_with_its_reason_and_only_gpu_tests_may_skip(tmp_path, ci):
+    import subprocess
+    import sys
+    (tmp_path / "test_cases.py").write_text(STRICT_CASES)
+    (tmp_path / "test_module_skip.py").write_text('import pytest\npytest.importorskip("no_such_module_here")\n')
+    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    gpu: needs a CUDA GPU\n")
+    env = {k: v for k, v in os.environ.items() if k != "CI"} | ({"CI": ci} if ci else {}) | {
+        "PYTHONPATH": str(PROJECT / "tests")}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "strict_ci", "-p", "no:cacheprovider", "-rA",
+                           "--continue-on-collection-errors", "-c", str(tmp_path / "pytest.ini"), str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    out = proc.stdout
+    if ci:
+        assert proc.returncode == 1, out
+        for name, reason in (("test_marked", "chromium is not installed"), ("test_fixture", "no daemon here"),
+                             ("test_body", "data set not found")):
+            line = next(x for x in out.splitlines() if f"::{name} " in x and x.startswith(("FAILED", "ERROR")))
+            assert "skipped under CI=true" in line and reason in line, line
+        assert "ERROR" in out and "test_module_skip.py" in out and "no_such_module_here" in out
+        assert "SKIPPED [1] test_cases.py" in out and "no CUDA GPU here" in out  # the GPU test, alone
+        assert "XFAIL" in out and "PASSED test_cases.py::test_passes" in out
+    else:
+        assert proc.returncode == 0, out
+        assert out.splitlines()[-1].strip("= ").startswith("1 passed, 5 skipped, 1 xfailed in"), out
