@@ -10,6 +10,7 @@ from PIL import Image
 
 from dynprune.config import build
 from dynprune.core.data import Data
+from strict_ci import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401 - hooks: CI=true never skips
 
 PROJECT = Path(__file__).resolve().parent.parent
 

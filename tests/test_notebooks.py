@@ -172,6 +172,24 @@ def test_every_notebook_is_a_parameterized_percent_script():
         assert set(parameter_names(nb, path)) >= {"experiment", "profile", "overrides", "run_dir"}
 
 
+def welch_by_hand(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Welch's 95 % interval of mean(a) - mean(b), from the textbook formulas; the t quantile by bisection on the
+    integrated t density (test_stats.t_density_integral), sharing nothing with dynprune.analysis.stats."""
+    from test_stats import t_density_integral
+    ma, mb = sum(a) / len(a), sum(b) / len(b)
+    va = sum((x - ma) ** 2 for x in a) / (len(a) - 1) / len(a)
+    vb = sum((x - mb) ** 2 for x in b) / (len(b) - 1) / len(b)
+    if va + vb == 0:
+        return ma - mb, ma - mb
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    lo, hi = 0.0, 200.0
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if t_density_integral(mid, df, 2000) < 0.475 else (lo, mid)
+    half = (lo + hi) / 2 * (va + vb) ** 0.5
+    return ma - mb - half, ma - mb + half
+
+
 @pytest.mark.e2e
 def test_the_compare_notebook_renders_a_comparison_of_every_method(project):
     """The runs it reads are trained in this process (the lottery and ticket notebooks render in the grid test)."""
@@ -214,7 +232,20 @@ def test_the_compare_notebook_renders_a_comparison_of_every_method(project):
     assert "the mask is a winning ticket (dynamic_pruning/tiny)" in html and "never filled in): none" in html
     claims = json.loads((out / "compare" / "tiny" / "summary.json").read_text())["claims"]
     assert [c["experiment"] for c in claims] == ["ticket/tiny", "dynamic_pruning/tiny"]
-    assert {c["verdict"] for c in claims} <= {"confirmed", "not confirmed", "inconclusive"}  # two seeds: an interval
+    # the expected verdicts, from the summaries by hand (Welch's interval, the t quantile by integrating the density)
+    accuracy = lambda key: [json.loads((out / key / f"seed{s}" / "summary.json").read_text())  # noqa: E731
+                            for s in (1, 2)]
+    tickets = accuracy("ticket/tiny")
+    rewound, reinit = ([s["variants"][v] for s in tickets] for v in ("rewind_k", "reinit"))
+    dense = [s["test_accuracy"] for s in accuracy("dynamic_pruning/tiny_dense")]
+    dynamic = [s["test_accuracy"] for s in accuracy("dynamic_pruning/tiny")]
+    imp_acc = [s["test_accuracy"] for s in accuracy("lottery/tiny_imp")]
+    to_dense, to_reinit = welch_by_hand(rewound, dense), welch_by_hand(rewound, reinit)
+    ticket_verdict = ("confirmed" if to_dense[0] >= -0.5 and to_reinit[0] > 0 else
+                      "not confirmed" if to_dense[1] < -0.5 or to_reinit[1] <= 0 else "inconclusive")
+    low, high = welch_by_hand(dynamic, imp_acc)  # FLOPs 57 / 161 of IMP's: cheaper; then comparable within 0.5?
+    cost_verdict = "confirmed" if low > -0.5 else "not confirmed" if high < -0.5 else "inconclusive"
+    assert [c["verdict"] for c in claims] == [ticket_verdict, cost_verdict], (rewound, reinit, dense, dynamic, imp_acc)
     assert "retrained from rewind_k" in claims[0]["ours"] and "× the training FLOPs" in claims[1]["ours"]
     assert (out / "compare" / "tiny" / "accuracy_vs_cost.png").is_file()
 

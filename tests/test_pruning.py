@@ -111,11 +111,18 @@ def test_every_layerwise_update_of_a_training_run_lands_on_each_layers_count(mon
 
 
 def test_prune_to_never_loosens_masks():
+    """Entry by entry: a lower target changes no mask entry, a higher one only turns ones into zeros."""
     masks = Masks(small_convnet())
     masks.prune_to(0.6)
-    zeros = masks.zeros()
+    before = [m.clone() for m in masks.masks]
     masks.prune_to(0.4)
-    assert masks.zeros() == zeros
+    assert all(torch.equal(a, b) for a, b in zip(masks.masks, before))
+    with torch.no_grad():  # pruned entries given the largest magnitudes: a re-ranking would bring them back
+        for w, b in zip(masks.weights, before):
+            w.copy_(torch.randn_like(w) * (1 + 10 * (b == 0)))
+    masks.prune_to(0.8)
+    assert all(bool((m[b == 0] == 0).all()) for m, b in zip(masks.masks, before))  # every pruned entry stays so
+    assert sum(int((m == 0).sum()) for m in masks.masks) == round(0.8 * masks.total)
 
 
 def reference_masks(scores, masks, sparsity, absolute):
