@@ -42,11 +42,14 @@ def test_a_claim_naming_a_missing_experiment_is_one_line(params):
             "dynamic_pruning/lenet_s99", "no parameter file")
 
 
-def test_renaming_a_parameter_file_drawn_by_a_figure_is_one_line(params):
-    (params / "dynamic_pruning" / "lenet_mnist_sweep.yaml").rename(params / "dynamic_pruning" / "sweep.yaml")
+def test_a_figure_drawing_a_missing_parameter_file_is_one_line(params):
+    claims = params / "claims.yaml"
+    claims.write_text(claims.read_text().replace("    - dynamic_pruning/lenet_s98\n",
+                                                 "    - dynamic_pruning/lenet_s98\n    - dynamic_pruning/lenet_gone\n"))
     with pytest.raises(ConfigError) as error:
         read_claims(params)
-    assert "figures.sparsity" in str(error.value) and "lenet_mnist_sweep" in str(error.value)
+    assert "figures.sparsity" in str(error.value) and "lenet_gone" in str(error.value)
+    assert "\n" not in str(error.value)
 
 
 @pytest.mark.parametrize("old, new, words", [
