@@ -22,7 +22,7 @@ README = PROJECT / "README.md"
 REDUCED = {
     "make experiments PROFILE=quick": (
         ["ONLY=dynamic_pruning/lenet_s78.9"], {},
-        "reduced: its 54 notebooks take 10-12 minutes; ONLY= renders the one the README names next"),
+        "reduced: its 66 notebooks take minutes; ONLY= renders the one the README names next"),
     "make test": (
         ["-n"], {},
         "reduced to a dry run: it is the suite this test is part of (minutes, and it would run itself); CI runs it "
