@@ -12,3 +12,61 @@ def test_t_quantile_with_two_and_four_degrees_of_freedom_is_the_published_value(
     assert stats.t_quantile(0.975, 2) == pytest.approx(4.302653, abs=1e-5)
     assert stats.t_quantile(0.975, 4) == pytest.approx(2.776445, abs=1e-5)
     assert math.isclose(stats.t_cdf(0.0, 3), 0.5)
+
+
+# -- statistics (dynprune/analysis/stats.py) ---------------------------------------------------------------
+
+def cdf_cauchy(t):   # Student t with 1 degree of freedom, closed form
+    return 0.5 + math.atan(t) / math.pi
+
+
+def cdf_t2(t):       # Student t with 2 degrees of freedom, closed form
+    return 0.5 + t / (2 * math.sqrt(2 + t * t))
+
+
+@pytest.mark.parametrize("t", [-3.0, -1.0, -0.3, 0.0, 0.2, 0.5, 0.9, 1.0, 1.1, 2.0, 7.0])
+def test_the_t_distribution_function_is_the_closed_form_for_one_and_two_degrees_of_freedom(t):
+    """Near t = 0 the incomplete beta takes its other continued fraction (x above (a+1)/(a+b+2))."""
+    assert stats.t_cdf(t, 1) == pytest.approx(cdf_cauchy(t), abs=1e-10)
+    assert stats.t_cdf(t, 2) == pytest.approx(cdf_t2(t), abs=1e-10)
+
+
+@pytest.mark.parametrize("p", [0.55, 0.6, 0.75, 0.9])
+def test_central_t_quantiles_are_the_closed_form(p):
+    # inverses of the closed forms above: Cauchy tan(pi (p - 1/2)); df 2: (2p - 1) sqrt(2 / (4 p (1 - p)))
+    assert stats.t_quantile(p, 1) == pytest.approx(math.tan(math.pi * (p - 0.5)), abs=1e-9)
+    assert stats.t_quantile(p, 2) == pytest.approx((2 * p - 1) * math.sqrt(2 / (4 * p * (1 - p))), abs=1e-9)
+
+
+def test_the_incomplete_beta_function_at_its_ends_and_in_closed_form():
+    assert stats._betainc(2.0, 3.0, 0.0) == 0.0 and stats._betainc(2.0, 3.0, 1.0) == 1.0
+    # I_x(1, b) = 1 - (1 - x)^b and I_x(a, 1) = x^a, on both sides of (a + 1) / (a + b + 2)
+    for x in (0.1, 0.4, 0.7, 0.95):
+        assert stats._betainc(1.0, 3.0, x) == pytest.approx(1 - (1 - x) ** 3, abs=1e-12)
+        assert stats._betainc(2.5, 1.0, x) == pytest.approx(x ** 2.5, abs=1e-12)
+
+
+def test_two_values_have_an_interval_from_one_degree_of_freedom():
+    # 1 and 3: mean 2, sd sqrt(2), half-width t(0.975, 1) * sqrt(2) / sqrt(2) = 12.7062 (t table, df 1)
+    s = stats.summarize([1.0, 3.0])
+    assert s.sd == pytest.approx(math.sqrt(2)) and s.n == 2
+    assert s.low == pytest.approx(2 - 12.7062, abs=1e-4) and s.high == pytest.approx(2 + 12.7062, abs=1e-4)
+    assert s.text() == "2.00 ± 1.41 (n=2, 95 % CI -10.71–14.71)"
+
+
+def test_welch_with_variances_other_than_one_worked_by_hand():
+    """a = 1, 3, 5 (variance 4), b = 2, 4, 6, 8 (variance 20/3): va = 4/3, vb = 5/3, se = sqrt(3);
+    df = 3^2 / ((4/3)^2 / 2 + (5/3)^2 / 3) = 9 / (8/9 + 25/27) = 243/49 = 4.959."""
+    d = stats.welch([1, 3, 5], [2, 4, 6, 8])
+    assert d.diff == -2 and d.df == pytest.approx(243 / 49, rel=1e-12)
+    half = (d.high - d.low) / 2
+    assert d.low + half == pytest.approx(-2)
+    # t(0.975, df) lies between the table's 2.571 (df 5) and 2.776 (df 4)
+    assert 2.571 * math.sqrt(3) < half < 2.776 * math.sqrt(3)
+
+
+def test_welch_without_spread_and_with_one_value():
+    d = stats.welch([2.0, 2.0], [1.0, 1.0, 1.0])
+    assert (d.diff, d.low, d.high, d.df) == (1.0, 1.0, 1.0, 3.0)  # no spread: the interval is the difference
+    one = stats.welch([4.0], [1.0, 2.0])
+    assert (one.diff, one.low, one.high, one.df) == (2.5, None, None, None)
