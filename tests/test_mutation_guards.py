@@ -3,8 +3,10 @@ independent oracle (a hand computation, a published table), never against the co
 import math
 
 import pytest
+import torch
 
 from dynprune.analysis import stats
+from dynprune.core import schedules
 
 
 def test_t_quantile_with_two_and_four_degrees_of_freedom_is_the_published_value():
@@ -70,3 +72,53 @@ def test_welch_without_spread_and_with_one_value():
     assert (d.diff, d.low, d.high, d.df) == (1.0, 1.0, 1.0, 3.0)  # no spread: the interval is the difference
     one = stats.welch([4.0], [1.0, 2.0])
     assert (one.diff, one.low, one.high, one.df) == (2.5, None, None, None)
+
+
+# -- schedules (dynprune/core/schedules.py) ----------------------------------------------------------------
+
+def test_a_schedule_whose_start_is_its_end_steps_at_that_epoch():
+    for schedule in (schedules.linear_sparsity, schedules.cubic_sparsity):
+        assert schedule(2.99, 0.9, 3, 3) == 0.0
+        assert schedule(3.0, 0.9, 3, 3) == 0.9   # at the start of epoch 3, not one epoch late
+        assert schedule(7.0, 0.9, 3, 3) == 0.9
+
+
+def test_the_papers_linear_schedule_is_dense_before_its_start():
+    # S_e = S (e + 1) / P from epoch `start` on: epoch 1.5 < start 2 is dense; epoch 2 is S / P = 0.9 / 3
+    assert schedules.linear_paper_sparsity(1.5, 0.9, 2, 5) == 0.0
+    assert schedules.linear_paper_sparsity(2.0, 0.9, 2, 5) == pytest.approx(0.3)
+
+
+def test_the_adaptive_gate_counts_losses_from_its_first_step():
+    gate = schedules.AdaptiveSchedule(max_wait=2, device=torch.device("cpu"))
+    gate.observe_loss(torch.tensor(3.0))
+    gate.observe_loss(torch.tensor(1.0))
+    assert gate.loss_steps == 2 and float(gate.loss_sum) == 4.0
+
+
+def test_the_adaptive_gate_keeps_its_masks_when_the_target_equals_them():
+    gate = schedules.AdaptiveSchedule(max_wait=2, device=torch.device("cpu"))
+    gate.observe_loss(torch.tensor(1.0))
+    assert gate.decide(0.5, 0.5, 0.9) == (0.5, "scheduled", 1.0)
+    assert gate.reference is None  # nothing was pruned: no reference level yet
+    gate.observe_loss(torch.tensor(2.0))
+    assert gate.decide(0.6, 0.5, 0.9) == (0.6, "scheduled", 2.0) and gate.reference == 2.0
+    gate.observe_loss(torch.tensor(3.0))  # worse than 2.0, but nothing new to prune: no wait is counted
+    assert gate.decide(0.6, 0.6, 0.9) == (0.6, "scheduled", 3.0) and gate.waited == 0
+
+
+def test_the_adaptive_gates_state_round_trips_by_name():
+    gate = schedules.AdaptiveSchedule(max_wait=3, device=torch.device("cpu"))
+    gate.observe_loss(torch.tensor(2.0))
+    gate.decide(0.3, 0.0, 0.9)                 # first pruning step: reference 2.0
+    gate.observe_loss(torch.tensor(4.0))
+    gate.decide(0.4, 0.3, 0.9)                 # 4.0 > 2.0: waiting, waited 1
+    gate.observe_loss(torch.tensor(1.5))
+    gate.observe_loss(torch.tensor(2.5))       # mid-window: sum 4.0 over 2 steps
+    state = gate.state_dict()
+    assert set(state) == {"reference", "waited", "loss_sum", "loss_steps"}
+    assert (state["reference"], state["waited"], float(state["loss_sum"]), state["loss_steps"]) == (2.0, 1, 4.0, 2)
+    restored = schedules.AdaptiveSchedule(max_wait=3, device=torch.device("cpu"))
+    restored.load_state_dict({"reference": 2.0, "waited": 1, "loss_sum": torch.tensor(4.0), "loss_steps": 2})
+    assert (restored.reference, restored.waited, float(restored.loss_sum), restored.loss_steps) == (2.0, 1, 4.0, 2)
+    assert restored.decide(0.5, 0.3, 0.9) == (0.5, "recovered", 2.0)  # level 4.0 / 2 = 2.0 <= reference 2.0
