@@ -3,7 +3,7 @@
 Each module listed in tests/mutation/targets.toml is mutated alone, in its own scratch folder
 (build/mutate/<module>/: a copy of dynprune/ and tests/, and pyproject.toml with a [tool.mutmut] section naming
 that module and its tests), so a mutant runs only the fast tests mapped to its module, and the project's own
-files are never touched. mutmut keeps its results there: a second run re-tests only what changed.
+files are never touched. Each run starts that folder afresh; `mutmut show <name>` there shows a mutant.
 
 The module comes from the environment (MODULE, set by make), never from a command line: it must be one of the
 files listed in targets.toml, under dynprune/. A surviving mutant must either be killed by a test or be listed
@@ -63,10 +63,10 @@ def toml_list(items: list[str]) -> str:
 
 def prepare(module: str, tests: list[str]) -> Path:
     folder = SCRATCH / module.removesuffix(".py").replace("/", ".")
-    folder.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)  # every run from scratch: its counts and time are this code's
+    folder.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for name in ("dynprune", "tests"):
-        shutil.rmtree(folder / name, ignore_errors=True)
         shutil.copytree(PROJECT / name, folder / name, ignore=ignore)
     # No [tool.mutmut] in the project's pyproject.toml: this one is the module's.
     (folder / "pyproject.toml").write_text(
