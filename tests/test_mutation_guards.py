@@ -1,12 +1,15 @@
 """Tests written to kill the mutants `make mutate` found alive (tests/mutation/): each asserts against an
 independent oracle (a hand computation, a published table), never against the code under test."""
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
+import dynprune
 from dynprune.analysis import stats
 from dynprune.core import schedules
+from dynprune.runs import identity
 
 
 def test_t_quantile_with_two_and_four_degrees_of_freedom_is_the_published_value():
@@ -122,3 +125,66 @@ def test_the_adaptive_gates_state_round_trips_by_name():
     restored.load_state_dict({"reference": 2.0, "waited": 1, "loss_sum": torch.tensor(4.0), "loss_steps": 2})
     assert (restored.reference, restored.waited, float(restored.loss_sum), restored.loss_steps) == (2.0, 1, 4.0, 2)
     assert restored.decide(0.5, 0.3, 0.9) == (0.5, "recovered", 2.0)  # level 4.0 / 2 = 2.0 <= reference 2.0
+
+
+# -- identity (dynprune/runs/identity.py) -----------------------------------------------------------------
+
+def test_code_text_drops_docstrings_and_comments_only():
+    source = '"""module doc"""\n# a comment\nclass A:\n    """class doc"""\n    x = 1\n\ndef f():\n    """only a doc"""\n\nasync def g():\n    """doc"""\n    return "kept"\n'
+    assert identity.code_text(source) == "class A:\n    x = 1\n\ndef f():\n    pass\n\nasync def g():\n    return 'kept'"
+    assert identity.code_text('"""only a docstring"""\n') == ""
+    assert identity.code_text('x = 1\n"not a docstring"\n') == "x = 1\n'not a docstring'"
+
+
+def write(root, rel, text):
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_the_code_fingerprint_follows_code_names_and_new_modules_but_not_docstrings(tmp_path):
+    write(tmp_path, "core/__init__.py", "")
+    write(tmp_path, "core/a.py", "x = 1\n")
+    write(tmp_path, "lottery/b.py", "y = 2\n")
+    write(tmp_path, "other/c.py", "z = 3\n")
+    base = identity.code_fingerprint(("core", "lottery"), tmp_path)
+    assert len(base) == 16 and int(base, 16) >= 0
+    assert identity.code_fingerprint(("core", "lottery"), tmp_path) == base
+    write(tmp_path, "other/c.py", "z = 4\n")                       # outside the parts: no change
+    write(tmp_path, "core/a.py", '"""doc"""\n# note\nx = 1\n')     # docstring and comment: no change
+    write(tmp_path, "core/empty.py", "# nothing\n")                # a module without code: no change
+    assert identity.code_fingerprint(("core", "lottery"), tmp_path) == base
+    changed = {}
+    write(tmp_path, "lottery/b.py", "y = 3\n")
+    changed["lottery code"] = identity.code_fingerprint(("core", "lottery"), tmp_path)
+    write(tmp_path, "lottery/b.py", "y = 2\n")
+    write(tmp_path, "core/deep/n.py", "w = 0\n")                   # a new module, nested
+    changed["new module"] = identity.code_fingerprint(("core", "lottery"), tmp_path)
+    (tmp_path / "core/deep/n.py").unlink()
+    (tmp_path / "core/a.py").rename(tmp_path / "core/a2.py")       # same code, other name
+    changed["renamed"] = identity.code_fingerprint(("core", "lottery"), tmp_path)
+    assert all(v != base for v in changed.values()), changed
+    assert len(set(changed.values())) == 3
+    # a single module as a part: the same as its folder holding only it
+    assert identity.code_fingerprint(("lottery/b.py",), tmp_path) == identity.code_fingerprint(("lottery",), tmp_path)
+
+
+def test_the_training_code_is_core_and_lottery():
+    assert identity.TRAINING_CODE == ("core", "lottery")
+    assert identity.PACKAGE == Path(dynprune.__file__).resolve().parent
+
+
+def test_a_key_is_sixteen_hex_digits_independent_of_key_order():
+    a = identity.key({"params": {"x": 1, "y": 2}, "code": "c", "inputs": {}})
+    b = identity.key({"inputs": {}, "code": "c", "params": {"y": 2, "x": 1}})
+    assert a == b and len(a) == 16 and int(a, 16) >= 0
+    assert identity.key({"params": {"x": 2, "y": 2}, "code": "c", "inputs": {}}) != a
+
+
+def test_differences_name_what_changed():
+    new = {"params": {"lr": 0.1, "epochs": 3}, "code": "c1", "inputs": {"data": "d"}}
+    assert identity.differences(None, new) == ["everything (no identity recorded)"]
+    assert identity.differences(dict(new), new) == []
+    old = {"params": {"lr": 0.2, "epochs": 3, "gone": 1}, "code": "c0", "inputs": {"data": "e"}}
+    assert identity.differences(old, new) == ["code", "inputs", "gone", "lr"]
+    assert identity.differences({"code": "c1", "inputs": {"data": "d"}}, new) == ["epochs", "lr"]
