@@ -8,7 +8,7 @@ import torch
 
 import dynprune
 from dynprune.analysis import stats
-from dynprune.core import schedules
+from dynprune.core import schedules, threshold
 from dynprune.runs import identity
 
 
@@ -188,3 +188,20 @@ def test_differences_name_what_changed():
     old = {"params": {"lr": 0.2, "epochs": 3, "gone": 1}, "code": "c0", "inputs": {"data": "e"}}
     assert identity.differences(old, new) == ["code", "inputs", "gone", "lr"]
     assert identity.differences({"code": "c1", "inputs": {"data": "d"}}, new) == ["epochs", "lr"]
+
+
+# -- exact selection (dynprune/core/threshold.py) ---------------------------------------------------------
+
+def test_layerwise_selection_ranks_signed_scores_unless_told_absolute():
+    scores = [torch.tensor([-5.0, 1.0, 2.0, 3.0]), torch.tensor([[4.0, -0.5], [0.1, -9.0]])]
+    masks = [torch.ones(4), torch.ones(2, 2)]
+    # 25 % of each tensor: signed, the lowest (-5; -9) goes; absolute, the smallest magnitude (1; 0.1) goes
+    signed = threshold.layerwise_score_masks(scores, masks, 0.25)
+    assert [m.tolist() for m in signed] == [[False, True, True, True], [[True, True], [True, False]]]
+    absolute = threshold.layerwise_score_masks(scores, masks, 0.25, absolute=True)
+    assert [m.tolist() for m in absolute] == [[True, False, True, True], [[True, True], [False, True]]]
+
+
+def test_a_one_weight_tensor_is_selected():
+    assert threshold.global_score_masks([torch.tensor([3.0])], [torch.ones(1)], 0.0)[0].tolist() == [True]
+    assert threshold.global_score_masks([torch.tensor([3.0])], [torch.ones(1)], 1.0)[0].tolist() == [False]
