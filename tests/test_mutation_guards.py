@@ -1,6 +1,9 @@
 """Tests written to kill the mutants `make mutate` found alive (tests/mutation/): each asserts against an
 independent oracle (a hand computation, a published table), never against the code under test."""
+import hashlib
+import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,7 @@ import torch
 import dynprune
 from dynprune.analysis import stats
 from dynprune.core import schedules, threshold
+from dynprune.foundations import storage
 from dynprune.runs import identity
 
 
@@ -205,3 +209,118 @@ def test_layerwise_selection_ranks_signed_scores_unless_told_absolute():
 def test_a_one_weight_tensor_is_selected():
     assert threshold.global_score_masks([torch.tensor([3.0])], [torch.ones(1)], 0.0)[0].tolist() == [True]
     assert threshold.global_score_masks([torch.tensor([3.0])], [torch.ones(1)], 1.0)[0].tolist() == [False]
+
+
+# -- storage (dynprune/foundations/storage.py) ------------------------------------------------------------
+
+def test_mask_bits_are_packed_highest_bit_first():
+    mask = torch.tensor([1, 0, 1, 1, 0, 0, 0, 1, 1], dtype=torch.bool)
+    packed = storage.pack_bits(mask)
+    assert packed.dtype == torch.uint8 and packed.tolist() == [0b10110001, 0b10000000]  # 177, 128
+    assert storage.unpack_bits(packed, [9]).tolist() == mask.tolist()
+    assert storage.unpack_bits(packed, (3, 3)).tolist() == mask.view(3, 3).tolist()
+    assert storage.unpack_bits(torch.tensor([255], dtype=torch.uint8), [8]).tolist() == [True] * 8
+    with pytest.raises(storage.StoreError, match="cannot hold shape"):
+        storage.unpack_bits(packed, [17])   # 2 bytes hold at most 16
+    with pytest.raises(storage.StoreError, match="cannot hold shape"):
+        storage.unpack_bits(packed, [8])    # 8 entries need 1 byte, not 2
+
+
+def test_a_packed_state_keeps_only_the_surviving_values():
+    w = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    state = {"w": w, "b": torch.tensor([7.0, 8.0])}
+    masks = {"w": torch.tensor([[1, 0, 1], [0, 1, 1]])}
+    tensors, layout = storage.pack_state(state, masks, prefix="p/")
+    assert set(tensors) == {"p/w:bits", "p/w:values", "p/b"}
+    assert tensors["p/w:values"].tolist() == [1.0, 3.0, 5.0, 6.0]
+    assert tensors["p/w:bits"].tolist() == [0b10101100]
+    assert layout == {"w": {"shape": [2, 3], "dtype": "float32", "masked": True},
+                      "b": {"shape": [2], "dtype": "float32", "masked": False}}
+    back = storage.unpack_state(tensors, layout, prefix="p/")
+    assert back["w"].tolist() == [[1.0, 0.0, 3.0], [0.0, 5.0, 6.0]] and back["b"].tolist() == [7.0, 8.0]
+    assert storage.masks_of(tensors, layout, prefix="p/")["w"].tolist() == [[True, False, True], [False, True, True]]
+    assert list(storage.masks_of(tensors, layout, prefix="p/")) == ["w"]
+    short = dict(tensors, **{"p/w:values": torch.tensor([1.0, 3.0, 5.0])})
+    with pytest.raises(storage.StoreError, match="3 stored values for 4 kept weights"):
+        storage.unpack_state(short, layout, prefix="p/")
+    with pytest.raises(storage.StoreError, match=r"stored shape \[2\], expected \[3\]"):
+        storage.unpack_state(tensors, dict(layout, b={"shape": [3], "dtype": "float32", "masked": False}), "p/")
+    plain, plain_layout = storage.pack_state({"b": torch.tensor([7.0, 8.0])})
+    assert set(plain) == {"b"} and plain_layout["b"]["masked"] is False
+
+
+def test_a_file_round_trips_and_another_format_is_refused(tmp_path):
+    path = tmp_path / "t.safetensors"
+    storage.save(path, {"x": torch.tensor([1.0, 2.0])}, {"level": 3})
+    tensors, meta = storage.load(path)
+    assert tensors["x"].tolist() == [1.0, 2.0] and meta == {"format": 1, "level": 3}
+    from safetensors.torch import save as to_bytes
+    path.write_bytes(to_bytes({"x": torch.zeros(1)}, metadata={"dynprune": json.dumps({"format": 2})}))
+    with pytest.raises(storage.StoreError, match="not a dynprune file of format 1"):
+        storage.load(path)
+    path.write_bytes(to_bytes({"x": torch.zeros(1)}))  # no dynprune metadata at all
+    with pytest.raises(storage.StoreError, match="not a dynprune file"):
+        storage.load(path)
+    path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
+    with pytest.raises(storage.StoreError, match="cannot be read as a dynprune file"):
+        storage.load(path)
+
+
+def test_an_atomic_write_leaves_the_old_file_or_the_new_one_and_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "sub" / "summary.json"
+    storage.write_atomic(path, "old")
+    assert path.read_text() == "old" and sorted(p.name for p in path.parent.iterdir()) == ["summary.json"]
+    leftover = path.with_name(f".summary.json.{os.getpid()}.tmp")
+    leftover.write_text("leftover")
+    storage.write_atomic(path, b"new")
+    assert path.read_bytes() == b"new" and not leftover.exists()
+
+    def crash(*args):
+        raise OSError("disk full")
+    monkeypatch.setattr(storage.os, "fsync", crash)  # a crash mid-write, before the rename
+    with pytest.raises(OSError, match="disk full"):
+        storage.write_atomic(path, "half")
+    assert path.read_text() == "new" and sorted(p.name for p in path.parent.iterdir()) == ["summary.json"]
+
+
+def test_links_are_replaced_or_refused_never_followed(tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep")
+    base = tmp_path / "base"
+    (base / "run").mkdir(parents=True)
+    link = base / "run" / "summary.json"
+    link.symlink_to(outside)
+    storage.write_atomic(link, "mine")                       # the link is replaced
+    assert outside.read_text() == "keep" and not link.is_symlink() and link.read_text() == "mine"
+    log = base / "run" / "train.log"
+    log.symlink_to(outside)
+    with pytest.raises(storage.LinkError, match="train.log is a symbolic link"):
+        storage.append_text(log, "x")
+    assert outside.read_text() == "keep"
+    real = base / "run" / "ok.log"
+    storage.append_text(real, "a")
+    storage.append_text(real, "b\n")
+    assert real.read_text() == "ab\n"
+    (base / "lnk").symlink_to(base / "run")
+    with pytest.raises(storage.LinkError, match="lnk is a symbolic link"):
+        storage.no_links(base / "lnk" / "x" / "f.txt", base)
+    assert storage.no_links(base / "run" / "f.txt", base) == (base / "run" / "f.txt").absolute()
+    assert storage.no_links(tmp_path / "elsewhere", base) == (tmp_path / "elsewhere").absolute()
+    top = tmp_path / "top"
+    top.symlink_to(base)                                    # a link at or above the base is the user's setup
+    assert storage.no_links(top / "run" / "f.txt", top) == (top / "run" / "f.txt").absolute()
+
+
+def test_a_held_lock_names_its_holder(tmp_path):
+    lock = tmp_path / "run" / ".lock"
+    with storage.locked(lock, "the run"):
+        with pytest.raises(storage.Busy, match=rf"the run is in use by process {os.getpid()} on "):
+            with storage.locked(lock, "the run"):
+                pass
+    with storage.locked(lock, "the run"):                   # released when the block ends
+        pass
+
+
+def test_a_stable_key_is_the_sha256_of_the_sorted_json():
+    expected = hashlib.sha256(b'{"a": 1, "b": [2, 3]}').hexdigest()[:16]
+    assert storage.stable_key({"b": [2, 3], "a": 1}) == expected
