@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 import dynprune
 from dynprune.analysis import stats
+from dynprune.config import ConfigError
+from dynprune.core import masks as masks_mod
 from dynprune.core import schedules, threshold
 from dynprune.foundations import storage
 from dynprune.runs import identity
@@ -324,3 +327,85 @@ def test_a_held_lock_names_its_holder(tmp_path):
 def test_a_stable_key_is_the_sha256_of_the_sorted_json():
     expected = hashlib.sha256(b'{"a": 1, "b": [2, 3]}').hexdigest()[:16]
     assert storage.stable_key({"b": [2, 3], "a": 1}) == expected
+
+
+# -- masks (dynprune/core/masks.py) -----------------------------------------------------------------------
+
+def tiny_net():
+    """Linear 4 -> 3 with weights 1..12 (sign alternating), Linear 3 -> 2 with weights 0.5, 1.5, ..., 5.5."""
+    net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    with torch.no_grad():
+        signs = torch.tensor([1.0, -1.0]).repeat(6)
+        net[0].weight.copy_((torch.arange(1.0, 13.0) * signs).view(3, 4))
+        net[2].weight.copy_((torch.arange(6.0) + 0.5).view(2, 3))
+    return net
+
+
+def test_prunable_weights_are_every_linear_and_conv_weight_minus_the_excluded():
+    net = tiny_net()
+    assert list(masks_mod.prunable_weights(net)) == ["0.weight", "2.weight"]
+    assert list(masks_mod.prunable_weights(net, ("0.*",))) == ["2.weight"]
+    assert list(masks_mod.prunable_weights(nn.Linear(2, 2))) == ["weight"]
+    with pytest.raises(ConfigError, match="leaves no Conv2d/Linear weight"):
+        masks_mod.Masks(net, ("*",))
+
+
+def test_global_magnitude_pruning_zeroes_exactly_the_smallest_weights():
+    net = tiny_net()
+    m = masks_mod.Masks(net)
+    assert (m.total, m.zeros(), m.pruned) == (18, 0, False)
+    m.prune_to(0.5)  # 9 of 18: magnitudes 0.5..5.5 (layer 2) and 1..12: the nine smallest are 0.5, 1, 1.5, .., 4.5
+    assert m.zeros() == 9 and m.sparsity() == 0.5 and m.pruned
+    assert (net[2].weight == 0).tolist() == [[True, True, True], [True, True, False]]
+    assert (net[0].weight == 0).flatten().tolist() == [True] * 4 + [False] * 8
+    assert all(bool(((w == 0) == (k == 0)).all()) for w, k in zip(m.weights, m.masks))  # pruned means zero
+    before = [k.clone() for k in m.masks]
+    m.prune_to(0.25)  # never loosens: the same masks, entry by entry
+    assert all(torch.equal(a, b) for a, b in zip(before, m.masks))
+    assert m.layer_report() == [
+        dict(layer="0.weight", shape=[3, 4], weights=12, zeros=4, sparsity=4 / 12),
+        dict(layer="2.weight", shape=[2, 3], weights=6, zeros=5, sparsity=5 / 6)]
+    assert m.densities() == pytest.approx({"0.weight": 8 / 12, "2.weight": 1 / 6})
+
+
+def test_reached_counts_per_layer_when_layerwise():
+    m = masks_mod.Masks(tiny_net(), scope="layerwise")
+    m.masks[1][0, :] = 0  # 3 of the 6 zeros of layer 2, none in layer 1: global 3/18 reached, layer 1 not
+    assert not m.reached(1 / 6)
+    glob = masks_mod.Masks(tiny_net())
+    glob.masks[1][0, :] = 0
+    assert glob.reached(1 / 6) and not glob.reached(4 / 18)
+    m.prune_to(0.5)  # layerwise: 6 of 12 and 3 of 6
+    assert [int((k == 0).sum()) for k in m.masks] == [6, 3]
+
+
+def test_layer_targets_prune_only_the_named_layer():
+    net = tiny_net()
+    m = masks_mod.Masks(net)
+    m.prune_layers_to({"0.weight": 0.25})
+    assert (net[0].weight == 0).flatten().tolist() == [True] * 3 + [False] * 9 and m.pruned
+    assert int((m.masks[1] == 0).sum()) == 0 and bool((net[2].weight != 0).all())
+    m.prune_layers_to({"0.weight": 0.25})   # already there: nothing changes
+    assert int((m.masks[0] == 0).sum()) == 3
+
+
+def test_masks_restored_from_a_state_are_enforced():
+    net = tiny_net()
+    m = masks_mod.Masks(net)
+    state = {"0.weight": torch.ones(3, 4, dtype=torch.bool), "2.weight": torch.tensor([[0, 1, 1], [1, 1, 0]]).bool()}
+    m.load_state_dict(state)
+    assert m.pruned and net[2].weight.tolist() == [[0.0, 1.5, 2.5], [3.5, 4.5, 0.0]]
+    assert m.state_dict()["2.weight"].tolist() == [[False, True, True], [True, True, False]]
+    assert m.state_dict()["2.weight"].dtype == torch.bool
+    dense = masks_mod.Masks(tiny_net())
+    dense.load_state_dict({"0.weight": torch.ones(3, 4, dtype=torch.bool), "2.weight": torch.ones(2, 3, dtype=torch.bool)})
+    assert not dense.pruned
+    with pytest.raises(ValueError, match="mask names do not match"):
+        m.load_state_dict({"2.weight": state["2.weight"], "0.weight": state["0.weight"]})
+
+
+def test_set_replaces_the_masks_and_zeroes_what_they_drop():
+    net = tiny_net()
+    m = masks_mod.Masks(net)
+    m.set_([torch.zeros(3, 4, dtype=torch.bool), torch.ones(2, 3, dtype=torch.bool)])
+    assert m.pruned and bool((net[0].weight == 0).all()) and bool((net[2].weight != 0).all())
