@@ -409,3 +409,9 @@ def test_set_replaces_the_masks_and_zeroes_what_they_drop():
     m = masks_mod.Masks(net)
     m.set_([torch.zeros(3, 4, dtype=torch.bool), torch.ones(2, 3, dtype=torch.bool)])
     assert m.pruned and bool((net[0].weight == 0).all()) and bool((net[2].weight != 0).all())
+
+
+def test_a_difference_reads_with_its_sign_and_interval():
+    assert stats.welch([2.0, 2.0], [1.0, 1.0, 1.0]).text() == "+1.00 (95 % CI +1.00 to +1.00)"
+    assert stats.welch([4.0], [1.0, 2.0]).text(1) == "+2.5 (no interval: n < 2)"
+    assert stats.Difference(-0.5, -1.25, 0.25, 3.0).text() == "-0.50 (95 % CI -1.25 to +0.25)"
