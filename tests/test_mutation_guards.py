@@ -415,3 +415,22 @@ def test_a_difference_reads_with_its_sign_and_interval():
     assert stats.welch([2.0, 2.0], [1.0, 1.0, 1.0]).text() == "+1.00 (95 % CI +1.00 to +1.00)"
     assert stats.welch([4.0], [1.0, 2.0]).text(1) == "+2.5 (no interval: n < 2)"
     assert stats.Difference(-0.5, -1.25, 0.25, 3.0).text() == "-0.50 (95 % CI -1.25 to +0.25)"
+
+
+# -- make mutate itself (tests/mutation/mutate.py) --------------------------------------------------------
+
+def test_make_mutate_takes_only_a_mapped_module_under_dynprune():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("mutate_driver", Path(__file__).parent / "mutation" / "mutate.py")
+    driver = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(driver)
+    targets = driver.targets()
+    assert driver.chosen(targets, "dynprune/analysis/stats.py") == ["dynprune/analysis/stats.py"]
+    assert driver.chosen(targets, "") == list(targets)
+    for bad in ("x; rm -rf /", "../etc/passwd", "dynprune/../README.md", "dynprune/core/models.py"):
+        with pytest.raises(SystemExit):
+            driver.chosen(targets, bad)
+    assert all(module.startswith("dynprune/") and all(Path(t).is_file() for t in tests)
+               for module, tests in ((m, [str(Path(__file__).parents[1] / t) for t in ts]) for m, ts in targets.items()))
+    assert all(" " in line.strip() for line in driver.EQUIVALENTS.read_text().splitlines()
+               if line.strip() and not line.startswith("#"))  # every equivalent mutant has a reason
