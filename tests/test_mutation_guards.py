@@ -434,3 +434,16 @@ def test_make_mutate_takes_only_a_mapped_module_under_dynprune():
                for module, tests in ((m, [str(Path(__file__).parents[1] / t) for t in ts]) for m, ts in targets.items()))
     assert all(" " in line.strip() for line in driver.EQUIVALENTS.read_text().splitlines()
                if line.strip() and not line.startswith("#"))  # every equivalent mutant has a reason
+
+
+def test_one_thread_for_cpu_work_only_and_restored_after():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with threshold.OneThread(torch.device("cpu")):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with threshold.OneThread(torch.device("meta")):   # not CPU work: threads untouched
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
