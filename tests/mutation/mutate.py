@@ -108,18 +108,21 @@ def main() -> int:
         found = statuses(folder)
         killed = sum(s in ("killed", "timeout", "caught by type check", "segfault") for s in found.values())
         equivalent = [n for n, s in found.items() if s != "killed" and n in known]
+        unchecked = sum(s == "not checked" for s in found.values())  # a run cut short
         survived = [n for n, s in found.items()
-                    if s not in ("killed", "timeout", "caught by type check", "segfault") and n not in known]
+                    if s not in ("killed", "timeout", "caught by type check", "segfault", "not checked")
+                    and n not in known]
         open_survivors += [(n, found[n]) for n in survived]
-        rows.append((module, len(found), killed, len(equivalent), len(survived), seconds, run.returncode))
-    print(f"\n{'module':36} {'mutants':>7} {'killed':>6} {'equiv':>5} {'survived':>8} {'kill %':>6} {'time':>8}")
-    for module, total, killed, equivalent, survived, seconds, rc in rows:
-        ratio = 100 * killed / max(1, total - equivalent)
-        print(f"{module:36} {total:7} {killed:6} {equivalent:5} {survived:8} {ratio:6.1f} {seconds / 60:6.1f} min"
-              + ("" if rc == 0 else f"  (mutmut exit {rc})"))
+        rows.append((module, len(found), killed, len(equivalent), len(survived), unchecked, seconds, run.returncode))
+    print(f"\n{'module':36} {'mutants':>7} {'killed':>6} {'equiv':>5} {'survived':>8} {'unrun':>5} {'kill %':>6} "
+          f"{'time':>8}")
+    for module, total, killed, equivalent, survived, unchecked, seconds, rc in rows:
+        ratio = 100 * killed / max(1, killed + survived)  # over the non-equivalent mutants that ran
+        print(f"{module:36} {total:7} {killed:6} {equivalent:5} {survived:8} {unchecked:5} {ratio:6.1f} "
+              f"{seconds / 60:6.1f} min" + ("" if rc == 0 else f"  (mutmut exit {rc})"))
     for name, status in open_survivors:
         print(f"not killed and not in equivalents.txt: {name} ({status}); `mutmut show {name}` in its scratch folder")
-    return 1 if open_survivors or any(r[-1] for r in rows) else 0
+    return 1 if open_survivors or any(r[5] or r[-1] for r in rows) else 0
 
 
 if __name__ == "__main__":
