@@ -1,9 +1,12 @@
 """Tests written to kill the mutants `make mutate` found alive (tests/mutation/): each asserts against an
 independent oracle (a hand computation, a published table), never against the code under test."""
+import dataclasses
 import hashlib
+import inspect
 import json
 import math
 import os
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,7 @@ from torch import nn
 
 import dynprune
 from dynprune.analysis import stats
-from dynprune.config import ConfigError
+from dynprune.config import Config, ConfigError, build
 from dynprune.core import masks as masks_mod
 from dynprune.core import schedules, threshold
 from dynprune.foundations import storage
@@ -447,3 +450,36 @@ def test_one_thread_for_cpu_work_only_and_restored_after():
             assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_fingerprint_is_the_sha256_of_each_modules_name_and_code_nul_separated(tmp_path):
+    """Pinned by hand: a change of this format makes every finished run stale, so it must be deliberate."""
+    write(tmp_path, "core/a.py", '"""doc"""\nx = 1\n')
+    write(tmp_path, "core/b.py", "y = 2  # note\n")
+    expected = hashlib.sha256(b"core/a.py\x00x = 1\x00core/b.py\x00y = 2\x00").hexdigest()[:16]
+    assert identity.code_fingerprint(("core",), tmp_path) == expected
+
+
+def test_config_defaults_are_sorted_json_then_the_two_rules():
+    text = identity.config_defaults()
+    (defaults, auto_init), end = json.JSONDecoder().raw_decode(text)
+    names = {f.name for f in dataclasses.fields(Config)}
+    assert set(defaults) == names and list(defaults) == sorted(defaults)   # every default, keys sorted
+    assert list(auto_init) == sorted(auto_init) and auto_init
+    assert text[:end] == json.dumps([defaults, auto_init], sort_keys=True)
+    rules = text[end:]
+    prune_end = identity.code_text(textwrap.dedent(inspect.getsource(Config.prune_end.fget)))
+    init = identity.code_text(textwrap.dedent(inspect.getsource(Config.initialisation.fget)))
+    assert rules == prune_end + init and "def prune_end" in prune_end and "def initialisation" in init
+
+
+def test_a_runs_identity_is_its_parameters_minus_the_descriptive_ones_its_code_and_inputs():
+    cfg = build({"name": "a", "description": "words", "dataset": "mnist", "model": "lenet_300_100"})
+    ident = identity.identity(cfg, {"data": "abc"})
+    assert set(ident) == {"params", "code", "inputs"}
+    assert ident["inputs"] == {"data": "abc"} and ident["code"] == identity.training_code()
+    assert set(ident["params"]) == set(cfg.to_dict()) - {"name", "description", "data_root", "download"}
+    assert ident["params"]["dataset"] == "mnist" and ident["params"]["model"] == "lenet_300_100"
+    assert identity.identity(cfg)["inputs"] == {}
+    other = build({"name": "b", "description": "other words", "dataset": "mnist", "model": "lenet_300_100"})
+    assert identity.key(identity.identity(other)) == identity.key(identity.identity(cfg))
