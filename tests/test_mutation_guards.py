@@ -483,3 +483,41 @@ def test_a_runs_identity_is_its_parameters_minus_the_descriptive_ones_its_code_a
     assert identity.identity(cfg)["inputs"] == {}
     other = build({"name": "b", "description": "other words", "dataset": "mnist", "model": "lenet_300_100"})
     assert identity.key(identity.identity(other)) == identity.key(identity.identity(cfg))
+
+
+def test_files_are_created_readable_by_all_writable_by_their_owner(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        storage.append_text(tmp_path / "a.log", "x")
+        storage.write_atomic(tmp_path / "b.json", "{}")
+    finally:
+        os.umask(umask)
+    assert [(tmp_path / n).stat().st_mode & 0o777 for n in ("a.log", "b.json")] == [0o644, 0o644]
+
+
+def test_a_write_that_fails_before_its_temporary_exists_reports_its_own_error(tmp_path, monkeypatch):
+    def no_space(*args):
+        raise OSError("no space left on device")
+    monkeypatch.setattr(storage, "_open", no_space)
+    with pytest.raises(OSError, match="no space left on device"):
+        storage.write_atomic(tmp_path / "summary.json", "{}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_state_without_prefix_keeps_its_dtype():
+    w = torch.tensor([[1.5, 2.5], [3.5, 4.5]], dtype=torch.float64)
+    tensors, layout = storage.pack_state({"w": w}, {"w": torch.tensor([[1, 0], [0, 1]])})
+    assert set(tensors) == {"w:bits", "w:values"} and layout["w"]["dtype"] == "float64"
+    back = storage.unpack_state(tensors, layout)
+    assert back["w"].dtype == torch.float64 and back["w"].tolist() == [[1.5, 0.0], [0.0, 4.5]]
+    assert storage.masks_of(tensors, layout)["w"].tolist() == [[True, False], [False, True]]
+
+
+def test_metadata_that_is_not_strict_json_is_refused_and_a_damaged_file_named(tmp_path):
+    with pytest.raises(ValueError):
+        storage.save(tmp_path / "x.safetensors", {"x": torch.zeros(1)}, {"loss": float("nan")})
+    assert not (tmp_path / "x.safetensors").exists()
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
+    with pytest.raises(storage.StoreError, match=r"cannot be read as a dynprune file \(SafetensorError\)"):
+        storage.load(bad)
