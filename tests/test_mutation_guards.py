@@ -521,3 +521,45 @@ def test_metadata_that_is_not_strict_json_is_refused_and_a_damaged_file_named(tm
     bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
     with pytest.raises(storage.StoreError, match=r"cannot be read as a dynprune file \(SafetensorError\)"):
         storage.load(bad)
+
+
+def test_layerwise_reached_at_exactly_the_count_of_every_layer():
+    m = masks_mod.Masks(tiny_net(), scope="layerwise")
+    m.masks[0].view(-1)[:3] = 0   # 3 of 12 = round(0.25 * 12)
+    m.masks[1].view(-1)[:2] = 0   # 2 of 6 = round(0.25 * 6 = 1.5)
+    assert m.reached(0.25) and not m.reached(0.3)  # 0.3: round(3.6) = 4 zeros in layer 1
+
+
+def test_restoring_masks_of_other_weights_is_refused_in_one_line():
+    m = masks_mod.Masks(tiny_net())
+    with pytest.raises(ValueError, match=r"^mask names do not match the model's prunable weights$"):
+        m.load_state_dict({"2.weight": torch.ones(2, 3), "0.weight": torch.ones(3, 4)})
+
+
+def test_random_scores_are_the_generators_draws_in_weight_order():
+    weights = [torch.zeros(3, 4), torch.zeros(2, 3)]
+    scores = masks_mod.random_scores(weights, torch.Generator().manual_seed(7))
+    g = torch.Generator().manual_seed(7)
+    expected = [torch.rand(3, 4, generator=g), torch.rand(2, 3, generator=g)]
+    assert all(torch.equal(s, e) for s, e in zip(scores, expected))
+
+
+def test_snip_saliency_worked_by_hand():
+    """w = (2, -3), x = (1, 1), y = 0, loss (w.x - y)^2: w.x = -1, dL/dw = 2 (w.x) x = (-2, -2), |g w| = (4, 6);
+    averaged means summed here over the batches used: two batches give (8, 12), the third is not read."""
+    net = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([[2.0, -3.0]]))
+    batch = (torch.tensor([[1.0, 1.0]]), torch.tensor([[0.0]]))
+    other = (torch.tensor([[5.0, 5.0]]), torch.tensor([[0.0]]))
+    loss = nn.MSELoss()
+    one = masks_mod.snip_scores(net, [net.weight], [batch, other], loss, 1)
+    assert one[0].tolist() == [[4.0, 6.0]]
+    two = masks_mod.snip_scores(net, [net.weight], [batch, batch, other], loss, 2)
+    assert two[0].tolist() == [[8.0, 12.0]] and net.weight.grad is None
+
+
+def test_a_network_with_nothing_left_to_prune_is_refused_before_training():
+    masks_mod.check_prunable(build({"dataset": "mnist", "model": "lenet_300_100"}))
+    with pytest.raises(ConfigError, match="leaves no Conv2d/Linear weight"):
+        masks_mod.check_prunable(build({"dataset": "mnist", "model": "lenet_300_100", "prune_exclude": ["*"]}))
