@@ -19,7 +19,7 @@ GPUS    := $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 JOBS    ?= $(if $(filter quick,$(PROFILE)),$(shell nproc 2>/dev/null || echo 1),$(if $(filter-out 0,$(GPUS)),$(GPUS),1))
 export PROFILE LAUNCH ONLY JOBS
 
-.PHONY: help experiments status results test bench gpu-check lab FORCE
+.PHONY: help experiments status results test mutate bench gpu-check lab FORCE
 
 help:
 	@echo "make experiments [PROFILE=quick]   render every experiment that changed into results/<profile>/ (default: paper)"
@@ -30,6 +30,7 @@ help:
 	@echo "make results/quick/dynamic_pruning/lenet_s78.9.ipynb   render one experiment (and what it reads)"
 	@echo "make results                       RESULTS.md (and the README's headline) from the finished paper-profile runs"
 	@echo "make test                          the test suite (sets up .venv first)"
+	@echo "make mutate [MODULE=dynprune/analysis/stats.py]   mutation testing (mutmut) of the modules that decide numbers"
 	@echo "make bench                         speed and size measurements -> results/bench.json"
 	@echo "make gpu-check                     GPU tests and a ResNet-18 epoch per precision -> results/gpu-check.json"
 	@echo "make lab                           JupyterLab on this project; notebooks/*.py open as notebooks"
@@ -56,6 +57,16 @@ results: | $(SETUP)
 test: $(SETUP)
 	$(VENV)/bin/lint-imports --no-cache
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist worksteal --durations=12
+
+# Mutation testing of the modules that decide a run's numbers (all, or MODULE=dynprune/...py), each against the
+# fast tests tests/mutation/targets.toml maps to it, in build/mutate/; tests/mutation/equivalents.txt lists the
+# mutants that cannot be killed, with reasons. MODULE reaches the driver through the environment, which checks it.
+MUTMUT := 3.8.1
+MODULE ?=
+mutate: $(SETUP)
+	@$(PY) -c "import mutmut" 2>/dev/null || $(VENV)/bin/pip install -q "mutmut==$(MUTMUT)"
+	OMP_NUM_THREADS=1 MODULE="$$MODULE" $(PY) tests/mutation/mutate.py
+mutate: export MODULE := $(MODULE)
 
 bench: $(SETUP)
 	$(PY) -m dynprune.tools.bench --out results/bench.json
