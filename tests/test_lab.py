@@ -189,7 +189,7 @@ def test_every_notebook_runs_from_its_lab_defaults_and_writes_only_under_results
     sys.path.insert(0, str(Path(__file__).parent))
     from conftest import PROJECT, make_mnist
     results = tmp_path / "results"
-    data = make_mnist(tmp_path / "data", n_train=800, n_test=100)  # the quick ticket rewinds to step 20
+    data = make_mnist(tmp_path / "data", n_train=2000, n_test=500)  # the quick profile's subsets
     env = dict(DYNPRUNE_RESULTS=str(results), DYNPRUNE_DATA=str(data), DYNPRUNE_CACHE=str(tmp_path / "cache"),
                OMP_NUM_THREADS="1")
     saved = {k: os.environ.get(k) for k in env}

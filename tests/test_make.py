@@ -66,7 +66,8 @@ def test_the_log_a_person_reads_what_a_change_renders_and_a_bad_file_failing_alo
     assert lines[0] == "paper profile: 3 notebooks, 0 up to date, 3 to render (2 at a time)"
     assert len(notebook_lines(first.stdout)) == 6  # one line when each starts, one when it ends
     assert any(line.startswith("[3/3] compare/ab done in") for line in lines)
-    assert lines[-1].startswith("done in ") and "3 rendered (2 trained 2 runs, 4 epochs in all" in lines[-1]
+    assert lines[-2].startswith("done in ") and "3 rendered (2 trained 2 runs, 4 epochs in all" in lines[-2]
+    assert lines[-1] == "3 notebooks, every finished run above 1.5x chance"  # the closing line on learning
     for chatter in ("WARNING", "KeyboardInterrupt", "Traceback", "TCP", "make:", "make["):
         assert chatter not in first.stdout + first.stderr
     assert "rendering dynamic_pruning/a" in (project / "results/paper/logs/dynamic_pruning/a.log").read_text()
