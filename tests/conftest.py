@@ -87,3 +87,20 @@ def in_memory_data(n_train=256, n_val=64, n_test=128, channels=1, side=28) -> Da
     mean, std = (0.5,) * channels, (0.25,) * channels
     return Data((x[:n_train], y[:n_train]), (x[n_train:n_train + n_val], y[n_train:n_train + n_val]),
                 (x[n_train + n_val:], y[n_train + n_val:]), [str(k) for k in range(10)], mean, std, "in memory")
+
+
+# One finished one-epoch LeNet run that the hostile-input tests copy (tests/test_security.py, test_fuzz_inputs.py).
+ONE_EPOCH_TRAIN = ["train", "--dataset", "mnist", "--model", "lenet_300_100", "--init", "kaiming_fan_in", "--width",
+                   "0.25", "--epochs", "1", "--batch-size", "32", "--no-download", "--device", "cpu", "--profile", "paper"]
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """(data root, an experiment folder holding one finished run): trained once per test process; tests copy it."""
+    from dynprune import cli
+    base = tmp_path_factory.mktemp("finished")
+    root = make_mnist(base / "data")
+    with pytest.MonkeyPatch.context() as mp:  # its own cache, for the tests that use it too, and then as it was
+        mp.setenv("DYNPRUNE_CACHE", str(base / "cache"))
+        assert cli.main(ONE_EPOCH_TRAIN + ["--data-root", str(root), "--out", str(base / "out")]) == 0
+        yield root, base / "out"

@@ -21,7 +21,7 @@ import pytest
 from dynprune import cli
 from dynprune.config import FIELDS, Config, hints
 
-from conftest import make_mnist
+from conftest import ONE_EPOCH_TRAIN
 
 ROWS: dict[str, tuple[str, str]] = {}  # case id -> (input, outcome), for the table
 
@@ -299,18 +299,7 @@ def test_a_parameter_file_that_is_special(kind, tmp_path, capsys, monkeypatch):
 
 # -- run folders: damaged, from another version, linked ------------------------------------------------------
 
-TRAIN = ["train", "--dataset", "mnist", "--model", "lenet_300_100", "--init", "kaiming_fan_in", "--width", "0.25",
-         "--epochs", "1", "--batch-size", "32", "--no-download", "--device", "cpu", "--profile", "paper"]
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    base = tmp_path_factory.mktemp("fuzz-run")
-    root = make_mnist(base / "data")
-    with pytest.MonkeyPatch.context() as mp:  # the module's own cache, for its tests too, and then as it was
-        mp.setenv("DYNPRUNE_CACHE", str(base / "cache"))
-        assert cli.main(TRAIN + ["--data-root", str(root), "--out", str(base / "out")]) == 0
-        yield root, base / "out"
+TRAIN = ONE_EPOCH_TRAIN
 
 
 def _json(value) -> bytes:
@@ -367,8 +356,8 @@ def brief(monkeypatch):
 
 
 @pytest.fixture
-def run_folder(template, brief, tmp_path, capsys):
-    root, out = template
+def run_folder(finished_run, brief, tmp_path, capsys):
+    root, out = finished_run
     shutil.copytree(out, tmp_path / "out", symlinks=True)
     capsys.readouterr()
     return TRAIN + ["--data-root", str(root), "--out", str(tmp_path / "out")], tmp_path / "out" / "seed42"
@@ -427,8 +416,8 @@ def test_a_link_in_a_run_folder(name, change, run_folder, tmp_path, capsys):
 
 @pytest.mark.parametrize("where", ["grid point folder", "results parent dangling", "out a dangling link",
                                    "out a link to a file"])
-def test_a_linked_experiment_path(where, template, brief, tmp_path, capsys):
-    root, _ = template
+def test_a_linked_experiment_path(where, finished_run, brief, tmp_path, capsys):
+    root, _ = finished_run
     victim = tmp_path / "victim"
     victim.mkdir()
     (victim / "notes.txt").write_text("mine\n")

@@ -8,6 +8,7 @@ number, a hostile name; plus misspelled keys, duplicate keys, and keys that are 
 import json
 import math
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import yaml
 from dynprune import cli
 from dynprune.config import FIELDS, Config, hints
 
-from conftest import PROJECT
+from conftest import ONE_EPOCH_TRAIN, PROJECT
 
 VALID = {"dataset": "mnist", "model": "lenet_300_100", "init": "kaiming_fan_in", "epochs": 2, "batch_size": 32,
          "lr": 0.05, "final_sparsity": 0.5, "download": False, "device": "cpu", "width": 0.25}
@@ -219,22 +220,7 @@ def test_two_trainings_into_one_folder_leave_one_intact_result_and_one_clear_lin
 # One trained run folder (a second or two), copied for every case; each case plants something and checks that
 # the command ends in one line, writes nothing through the link and leaves the finished result alone.
 
-import shutil  # noqa: E402
-
-TRAIN = ["train", "--dataset", "mnist", "--model", "lenet_300_100", "--init", "kaiming_fan_in", "--width", "0.25",
-         "--epochs", "1", "--batch-size", "32", "--no-download", "--device", "cpu", "--profile", "paper"]
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    """(data root, an experiment folder holding one finished run): trained once for this module."""
-    from conftest import make_mnist
-    base = tmp_path_factory.mktemp("finished")
-    root = make_mnist(base / "data")
-    with pytest.MonkeyPatch.context() as mp:  # the module's own cache, for its tests too, and then as it was
-        mp.setenv("DYNPRUNE_CACHE", str(base / "cache"))
-        assert cli.main(TRAIN + ["--data-root", str(root), "--out", str(base / "out")]) == 0
-        yield root, base / "out"
+TRAIN = ONE_EPOCH_TRAIN
 
 
 @pytest.fixture
