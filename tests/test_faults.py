@@ -279,7 +279,7 @@ import json  # noqa: E402
 import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from test_security import TRAIN, _project, _run, finished_run, run_copy  # noqa: E402,F401  (fixtures shared)
+from test_security import TRAIN, _project, _run, run_copy  # noqa: E402,F401  (run_copy is a fixture, shared)
 
 
 def _one_line(code, out, err, *mentions, exit_code=2):
