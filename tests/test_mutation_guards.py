@@ -563,3 +563,9 @@ def test_a_network_with_nothing_left_to_prune_is_refused_before_training():
     masks_mod.check_prunable(build({"dataset": "mnist", "model": "lenet_300_100"}))
     with pytest.raises(ConfigError, match="leaves no Conv2d/Linear weight"):
         masks_mod.check_prunable(build({"dataset": "mnist", "model": "lenet_300_100", "prune_exclude": ["*"]}))
+
+
+def test_the_image_side_a_network_is_checked_against_is_the_resized_one_when_resize_is_set():
+    with pytest.raises(ConfigError, match="multiple of 32, got 28; set resize: 32"):  # MNIST's own side
+        masks_mod.check_prunable(build({"dataset": "mnist", "model": "vgg19"}))
+    masks_mod.check_prunable(build({"dataset": "mnist", "model": "vgg19", "resize": 32}))  # no error

@@ -66,14 +66,14 @@ def prepare(module: str, tests: list[str]) -> Path:
     shutil.rmtree(folder, ignore_errors=True)  # every run from scratch: its counts and time are this code's
     folder.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("dynprune", "tests", "params"):  # params/: the profiles a test's training run reads
+    for name in ("dynprune", "tests", "params", "notebooks"):  # the profiles and notebooks tests read
         shutil.copytree(PROJECT / name, folder / name, ignore=ignore)
     # No [tool.mutmut] in the project's pyproject.toml: this one is the module's.
     (folder / "pyproject.toml").write_text(
         (PROJECT / "pyproject.toml").read_text()
         + "\n[tool.mutmut]\n"
         + 'source_paths = ["dynprune"]\n'
-        + 'also_copy = ["params"]\n'
+        + 'also_copy = ["params", "notebooks"]\n'
         + f"only_mutate = {toml_list([module])}\n"
         + f"pytest_add_cli_args_test_selection = {toml_list(tests)}\n"
         + 'pytest_add_cli_args = ["-p", "no:cacheprovider", "-m", "not e2e and not gpu", "-x", "-q"]\n'
