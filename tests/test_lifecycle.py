@@ -104,7 +104,7 @@ def test_a_ticket_check_reads_only_a_finished_source_of_this_code_on_the_same_ne
     source = _run()
     inputs = tmp_path / "results"
     ticket = _run(method="ticket_check", ticket_from="dynamic_pruning/tiny")
-    with pytest.raises(ConfigError, match="needs the results folder"):
+    with pytest.raises(ConfigError, match="^a ticket check needs the results folder its source run is in"):
         lifecycle.ticket_source(ticket.cfg, ticket, None)
     with pytest.raises(ConfigError, match="has no finished run; render dynamic_pruning/tiny of this profile first"):
         lifecycle.ticket_source(ticket.cfg, ticket, inputs)
@@ -138,6 +138,54 @@ def test_a_ticket_check_with_a_variant_finished_before_resumes(mnist_root, tmp_p
     again = lifecycle.ensure(ticket, folder, "paper", root=inputs, inputs=inputs, log=lambda _: None)
     assert (again.action, again.epochs_trained) == ("resumed", 0)
     assert again.summary["identity"] == first.summary["identity"]
+    source_summary = json.loads((inputs / "dynamic_pruning" / "tiny" / "seed42" / "summary.json").read_text())
+    recorded = json.loads((folder / "identity.json").read_text())["identity"]
+    assert recorded["inputs"]["ticket_from"] == source_summary["identity"]  # a retrained source makes it stale
+    assert set(first.summary["variants"]) == {"rewind_init", "reinit", "random_mask"}
+
+
+def test_a_ticket_checks_event_line_names_its_variants(mnist_root, tmp_path, monkeypatch):
+    events = tmp_path / "events.jsonl"
+    monkeypatch.setenv("DYNPRUNE_EVENTS", str(events))
+    inputs = tmp_path / "results"
+    source, ticket = _run(), _run(method="ticket_check", ticket_from="dynamic_pruning/tiny")
+    lifecycle.ensure(source, inputs / "dynamic_pruning" / "tiny" / source.folder, "paper", root=inputs,
+                     log=lambda _: None)
+    done = lifecycle.ensure(ticket, inputs / "ticket" / "tiny" / ticket.folder, "paper", root=inputs, inputs=inputs,
+                            log=lambda _: None)
+    last = json.loads(events.read_text().splitlines()[-1])
+    assert last["variants"] == done.summary["variants"] and set(last["variants"]) == {"rewind_init", "reinit",
+                                                                                      "random_mask"}
+
+
+def test_a_run_whose_data_is_not_here_is_reused_by_parameters_and_code_and_says_so(mnist_root, tmp_path,
+                                                                                  monkeypatch):
+    run, folder = _run(), tmp_path / "out" / "seed42"
+    lifecycle.ensure(run, folder, "paper", root=tmp_path / "out", log=lambda _: None)
+    monkeypatch.setenv("DYNPRUNE_DATA", str(tmp_path / "nothing-here"))
+    lines = []
+    assert lifecycle.ensure(run, folder, "paper", root=tmp_path / "out", log=lines.append).action == "reused"
+    assert lines == [f"seed42: finished before with these parameters and this training code; read from "
+                     f"{folder.resolve()} (its data is not on this machine: judged by its parameters and training "
+                     f"code)"]
+
+
+def test_files_of_no_recorded_identity_are_moved_to_stale_unknown_and_at_most_six_differences_are_named(
+        mnist_root, tmp_path):
+    folder = tmp_path / "out" / "seed42"
+    folder.mkdir(parents=True)
+    (folder / "notes.txt").write_text("a colleague's file\n")
+    lines = []
+    lifecycle.ensure(_run(), folder, "paper", root=tmp_path / "out", log=lines.append)
+    assert (folder / "stale" / "unknown" / "notes.txt").read_text() == "a colleague's file\n"
+    assert lines[0] == "seed42: it held a run of another identity (everything (no identity recorded) differ); moved " \
+                       "it to stale/unknown/"
+    many = _run(lr=0.03, batch_size=16, momentum=0.5, weight_decay=0.001, label_smoothing=0.05, final_sparsity=0.5,
+                nesterov=True)
+    lines.clear()
+    lifecycle.ensure(many, folder, "paper", root=tmp_path / "out", log=lines.append)
+    named = lines[0].split(" (", 1)[1].split(" differ)")[0]
+    assert named == "batch_size, final_sparsity, label_smoothing, lr, momentum, nesterov"  # the first six, sorted
 
 
 def test_the_rank_entry_point_trains_the_run_its_folder_names_or_stops_in_one_line(mnist_root, tmp_path, capsys):
@@ -145,8 +193,11 @@ def test_the_rank_entry_point_trains_the_run_its_folder_names_or_stops_in_one_li
     run, folder = _run(), tmp_path / "seed42"
     folder.mkdir()
     (folder / "identity.json").write_text(json_text(dict(config=run.cfg.to_dict())))
+    capsys.readouterr()
     assert lifecycle.main([str(folder), "paper"]) == 0
-    assert json.loads((folder / "summary.json").read_text())["identity"] == _key(run)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["identity"] == _key(run) and summary["profile"] == "paper"
+    assert "final model: test accuracy" in capsys.readouterr().out  # one process, not under torchrun: it speaks
     cuda = tmp_path / "cuda"
     cuda.mkdir()
     (cuda / "identity.json").write_text(json_text(dict(config=run.cfg.to_dict() | {"device": "cuda"})))
