@@ -11,6 +11,7 @@ import pytest
 from conftest import tiny_config
 
 from dynprune.config import ConfigError, runs_of
+from dynprune.foundations.storage import LinkError
 from dynprune.runs import identity, lifecycle, state
 
 
@@ -38,8 +39,8 @@ def test_a_run_is_trained_once_then_reused_and_each_outcome_is_one_event_line(mn
     again_lines = []
     again = lifecycle.ensure(run, folder, "paper", root=tmp_path / "out", log=again_lines.append)
     assert (again.action, again.epochs_trained, again.summary) == ("reused", 0, summary)
-    assert again_lines == [f"seed42: finished before with these parameters and this training code; read from "
-                           f"{folder.resolve()}"]
+    reused = f"seed42: finished before with these parameters and this training code; read from {folder.resolve()}"
+    assert again_lines == [reused]
     assert (folder / "train.log").read_text().splitlines() == lines  # a reuse writes nothing into the run
     written = [json.loads(line) for line in events.read_text().splitlines()]
     assert written == [dict(folder=str(folder.resolve()), action="trained", epochs=1,
@@ -95,7 +96,7 @@ def test_a_run_folder_must_lie_inside_the_results_folder(tmp_path):
         lifecycle.inside(tmp_path / "out-b" / "seed42", root)  # a sibling whose name starts like the root's
     (tmp_path / "target").mkdir()
     os.symlink(tmp_path / "target", root / "link")
-    with pytest.raises(Exception, match="link"):
+    with pytest.raises(LinkError, match="is a symbolic link; dynprune never writes through one"):
         lifecycle.inside(root / "link" / "seed42", root)
     assert not (tmp_path / "target" / "seed42").exists()
 
@@ -165,9 +166,8 @@ def test_a_run_whose_data_is_not_here_is_reused_by_parameters_and_code_and_says_
     monkeypatch.setenv("DYNPRUNE_DATA", str(tmp_path / "nothing-here"))
     lines = []
     assert lifecycle.ensure(run, folder, "paper", root=tmp_path / "out", log=lines.append).action == "reused"
-    assert lines == [f"seed42: finished before with these parameters and this training code; read from "
-                     f"{folder.resolve()} (its data is not on this machine: judged by its parameters and training "
-                     f"code)"]
+    reused = f"seed42: finished before with these parameters and this training code; read from {folder.resolve()}"
+    assert lines == [reused + " (its data is not on this machine: judged by its parameters and training code)"]
 
 
 def test_files_of_no_recorded_identity_are_moved_to_stale_unknown_and_at_most_six_differences_are_named(
