@@ -20,6 +20,14 @@ def _run(**changes):
     return run
 
 
+def _finished_source(inputs):
+    """The finished dynamic run `dynamic_pruning/tiny`/seed42 under `inputs` that a ticket check retrains; its folder."""
+    source = _run()
+    folder = inputs / "dynamic_pruning" / "tiny" / source.folder
+    lifecycle.ensure(source, folder, "paper", root=inputs, log=lambda _: None)
+    return folder
+
+
 def _key(run) -> str:
     return identity.key(state.run_identity(run.cfg))
 
@@ -102,15 +110,13 @@ def test_a_run_folder_must_lie_inside_the_results_folder(tmp_path):
 
 
 def test_a_ticket_check_reads_only_a_finished_source_of_this_code_on_the_same_network_and_data(mnist_root, tmp_path):
-    source = _run()
     inputs = tmp_path / "results"
     ticket = _run(method="ticket_check", ticket_from="dynamic_pruning/tiny")
     with pytest.raises(ConfigError, match="^a ticket check needs the results folder its source run is in"):
         lifecycle.ticket_source(ticket.cfg, ticket, None)
     with pytest.raises(ConfigError, match="has no finished run; render dynamic_pruning/tiny of this profile first"):
         lifecycle.ticket_source(ticket.cfg, ticket, inputs)
-    folder = inputs / "dynamic_pruning" / "tiny" / source.folder
-    lifecycle.ensure(source, folder, "paper", root=inputs, log=lambda _: None)
+    folder = _finished_source(inputs)
     found = lifecycle.ticket_source(ticket.cfg, ticket, inputs)
     assert found["folder"].path == folder.resolve() and found["run_folder"] == "seed42"
     assert found["summary"] == json.loads((folder / "summary.json").read_text())
@@ -129,9 +135,8 @@ def test_a_ticket_check_reads_only_a_finished_source_of_this_code_on_the_same_ne
 
 def test_a_ticket_check_with_a_variant_finished_before_resumes(mnist_root, tmp_path):
     inputs = tmp_path / "results"
-    source, ticket = _run(), _run(method="ticket_check", ticket_from="dynamic_pruning/tiny")
-    lifecycle.ensure(source, inputs / "dynamic_pruning" / "tiny" / source.folder, "paper", root=inputs,
-                     log=lambda _: None)
+    source_folder = _finished_source(inputs)
+    ticket = _run(method="ticket_check", ticket_from="dynamic_pruning/tiny")
     folder = inputs / "ticket" / "tiny" / ticket.folder
     first = lifecycle.ensure(ticket, folder, "paper", root=inputs, inputs=inputs, log=lambda _: None)
     assert first.action == "trained" and first.epochs_trained == 3  # three variants of one epoch (no step k: rewind 0)
@@ -139,7 +144,7 @@ def test_a_ticket_check_with_a_variant_finished_before_resumes(mnist_root, tmp_p
     again = lifecycle.ensure(ticket, folder, "paper", root=inputs, inputs=inputs, log=lambda _: None)
     assert (again.action, again.epochs_trained) == ("resumed", 0)
     assert again.summary["identity"] == first.summary["identity"]
-    source_summary = json.loads((inputs / "dynamic_pruning" / "tiny" / "seed42" / "summary.json").read_text())
+    source_summary = json.loads((source_folder / "summary.json").read_text())
     recorded = json.loads((folder / "identity.json").read_text())["identity"]
     assert recorded["inputs"]["ticket_from"] == source_summary["identity"]  # a retrained source makes it stale
     assert set(first.summary["variants"]) == {"rewind_init", "reinit", "random_mask"}
@@ -149,9 +154,8 @@ def test_a_ticket_checks_event_line_names_its_variants(mnist_root, tmp_path, mon
     events = tmp_path / "events.jsonl"
     monkeypatch.setenv("DYNPRUNE_EVENTS", str(events))
     inputs = tmp_path / "results"
-    source, ticket = _run(), _run(method="ticket_check", ticket_from="dynamic_pruning/tiny")
-    lifecycle.ensure(source, inputs / "dynamic_pruning" / "tiny" / source.folder, "paper", root=inputs,
-                     log=lambda _: None)
+    _finished_source(inputs)
+    ticket = _run(method="ticket_check", ticket_from="dynamic_pruning/tiny")
     done = lifecycle.ensure(ticket, inputs / "ticket" / "tiny" / ticket.folder, "paper", root=inputs, inputs=inputs,
                             log=lambda _: None)
     last = json.loads(events.read_text().splitlines()[-1])
