@@ -21,7 +21,7 @@ def _run(**changes):
 
 
 def _finished_source(inputs):
-    """The finished dynamic run `dynamic_pruning/tiny`/seed42 under `inputs` that a ticket check retrains; its folder."""
+    """Train `dynamic_pruning/tiny`/seed42 under `inputs`, the run a ticket check retrains; its folder."""
     source = _run()
     folder = inputs / "dynamic_pruning" / "tiny" / source.folder
     lifecycle.ensure(source, folder, "paper", root=inputs, log=lambda _: None)
